@@ -1,0 +1,5 @@
+import sys
+
+from sqltune.cli import main
+
+sys.exit(main())

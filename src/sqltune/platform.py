@@ -1,0 +1,262 @@
+"""Everything that touches Determined: the Core API context, the trial's info, and our callback.
+
+No other module imports `determined`. The same code runs on a cluster and off it, as the Core API
+tutorials intend: on a cluster `det.get_cluster_info()` gives the trial's hyperparameters and its
+latest checkpoint; off it `det.core.init()` returns working dummy contexts (metrics are logged,
+checkpoints go to a local folder), fed the YAML's hyperparameters and the run folder's own record
+of its latest checkpoint.
+
+Why not `determined.transformers.DetCallback` (0.38.1): with transformers 5 its resume reads the
+removed `overwrite_output_dir`, `adaptive_asha` crashes on an unset `required_metrics`, it forces a
+final evaluation, and the upstream example never passes `resume_from_checkpoint` to `train()`.
+`CoreCallback` below keeps its good parts (report from the chief once per step, sharded uploads of
+`checkpoint-N/`, preemption at a step boundary) and fixes those.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import determined as det
+import transformers
+import yaml
+from transformers.trainer_utils import get_last_checkpoint
+
+log = logging.getLogger(__name__)
+
+LATEST = "latest_checkpoint.json"
+METRICS = "metrics.jsonl"
+SPEED_SUFFIXES = ("_runtime", "_per_second", "_compilation_time")
+
+
+@dataclasses.dataclass
+class Trial:
+    """What the platform tells a trial at start-up."""
+
+    hparams: dict[str, Any] | None  # None off-cluster: the YAML's are used
+    latest_checkpoint: str | None
+    trial_id: int | None
+    searcher: dict[str, Any]
+    on_cluster: bool
+
+
+def cluster_trial() -> Trial | None:
+    info = det.get_cluster_info()
+    if info is None or info.task_type != "TRIAL":
+        return None
+    return Trial(
+        hparams=info.trial.hparams,
+        latest_checkpoint=info.latest_checkpoint,
+        trial_id=info.trial.trial_id,
+        searcher=info.trial._config.get("searcher", {}),
+        on_cluster=True,
+    )
+
+
+def local_trial(raw_config: dict[str, Any], output_dir: str, fresh: bool) -> Trial:
+    latest = None
+    pointer = Path(output_dir) / LATEST
+    if pointer.exists() and not fresh:
+        latest = json.loads(pointer.read_text())["storage_id"]
+    return Trial(None, latest, None, raw_config.get("searcher", {}), on_cluster=False)
+
+
+def distributed_context(use_deepspeed: bool) -> det.core.DistributedContext | None:
+    """From DeepSpeed's launcher environment or torchrun's; None for a single process."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    ports = {}
+    if det.get_cluster_info() is None and "MASTER_PORT" in os.environ:
+        # Off-cluster, two runs on one host must not share Determined's fixed zmq ports; the
+        # launcher already gave each run its own MASTER_PORT, so derive ours from it.
+        base = int(os.environ["MASTER_PORT"])
+        ports = {"pub_port": base + 1, "pull_port": base + 2}
+    if use_deepspeed and "LOCAL_SIZE" in os.environ:
+        env = {"LOCAL_SIZE": "LOCAL_SIZE", "CROSS_RANK": "CROSS_RANK", "CROSS_SIZE": "CROSS_SIZE"}
+    else:
+        env = {"LOCAL_SIZE": "LOCAL_WORLD_SIZE", "CROSS_RANK": "GROUP_RANK", "CROSS_SIZE": "GROUP_WORLD_SIZE"}
+    missing = [v for v in ("RANK", "LOCAL_RANK", *env.values()) if v not in os.environ]
+    if missing:
+        raise RuntimeError(f"launched with WORLD_SIZE>1 but {', '.join(missing)} unset: use torchrun or deepspeed")
+    return det.core.DistributedContext(
+        rank=int(os.environ["RANK"]),
+        size=int(os.environ["WORLD_SIZE"]),
+        local_rank=int(os.environ["LOCAL_RANK"]),
+        local_size=int(os.environ[env["LOCAL_SIZE"]]),
+        cross_rank=int(os.environ[env["CROSS_RANK"]]),
+        cross_size=int(os.environ[env["CROSS_SIZE"]]),
+        chief_ip=os.environ.get("DET_CHIEF_IP") or os.environ.get("MASTER_ADDR"),
+        **ports,
+    )
+
+
+def init(distributed: det.core.DistributedContext | None, storage: Path | None) -> det.core.Context:
+    """`det.core.init()`; off-cluster, checkpoints go to `storage` (a path given as a string)."""
+    if det.get_cluster_info() is not None:
+        return det.core.init(distributed=distributed)
+    storage.mkdir(parents=True, exist_ok=True)
+    return det.core.init(distributed=distributed, checkpoint_storage=str(storage))
+
+
+def tensorboard_dir(core: det.core.Context) -> str | None:
+    """On a cluster, where Determined's TensorBoard picks events up (HF writes there via env)."""
+    if det.get_cluster_info() is None:
+        return None
+    return str(core.train.get_tensorboard_path())
+
+
+def restore(core: det.core.Context, storage_id: str) -> Iterator[Path]:
+    """Context manager yielding the HF `checkpoint-N` folder inside a stored checkpoint."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def _cm() -> Iterator[Path]:
+        with core.checkpoint.restore_path(storage_id) as path:
+            ckpt = get_last_checkpoint(str(path))
+            if ckpt is None:
+                raise RuntimeError(f"checkpoint {storage_id} at {path} holds no checkpoint-N folder")
+            yield Path(ckpt)
+
+    return _cm()
+
+
+def check_searcher(searcher: dict[str, Any], args: transformers.TrainingArguments) -> None:
+    """Refuse a searcher that disagrees with the training length, naming both sides."""
+    if "max_length" in searcher:
+        raise ValueError(
+            "searcher.max_length is deprecated on Determined 0.38 and ignored by this trial: remove it; "
+            "training length comes from training_args.max_steps"
+        )
+    if searcher.get("name") in ("adaptive_asha", "async_halving"):
+        unit, length = searcher.get("time_metric"), searcher.get("max_time")
+        if unit == "batches" and length != args.max_steps:
+            raise ValueError(
+                f"searcher.max_time ({length} batches) must equal training_args.max_steps ({args.max_steps})"
+            )
+        if unit not in ("batches", None):
+            raise ValueError(f"searcher.time_metric must be 'batches' for this trial, got {unit!r}")
+
+
+class CoreCallback(transformers.TrainerCallback):
+    """Reports metrics and progress, uploads checkpoints, honours preemption."""
+
+    def __init__(
+        self,
+        core: det.core.Context,
+        *,
+        config: dict[str, Any],
+        trial: Trial,
+        run_dir: Path,
+    ) -> None:
+        self.core = core
+        self.config = config
+        self.trial = trial
+        self.run_dir = run_dir
+        self.searcher_metric = trial.searcher.get("metric")
+        self.time_metric = trial.searcher.get("time_metric")
+        self.last_reported: dict[str, int] = {}
+        self.last_progress = -1
+        self.preempted = False
+        self.latest_storage_id: str | None = None
+        self.last_validation: dict[str, float] = {}
+        self._signalled = False
+        self._old_handlers: dict[int, Any] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        if not self.trial.on_cluster:
+            # Off-cluster, Ctrl-C or SIGTERM stops at the next step boundary with a checkpoint.
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._old_handlers[sig] = signal.signal(sig, self._on_signal)
+
+    def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        for sig, handler in self._old_handlers.items():
+            signal.signal(sig, handler)
+        self._old_handlers.clear()
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._signalled:  # second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        log.warning("signal %d: saving a checkpoint at the next step, then stopping (again to abort)", signum)
+        self._signalled = True
+
+    # -- metrics ---------------------------------------------------------------------------------
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001
+        if not logs:
+            return
+        group = "validation" if any(k.startswith("eval_") for k in logs) else "training"
+        if group == "training" and not any(k in logs for k in ("loss", "train_loss")):
+            return
+        metrics = {
+            k: float(v)
+            for k, v in logs.items()
+            if isinstance(v, (int, float)) and k != "epoch" and not k.endswith(SPEED_SUFFIXES)
+        }
+        metrics = {k: v for k, v in metrics.items() if math.isfinite(v)}
+        metrics["batches"] = state.global_step
+        metrics["epochs"] = float(state.epoch or 0.0)
+        if self.last_reported.get(group) == state.global_step and group == "training":
+            return
+        self.last_reported[group] = state.global_step
+        if group == "validation":
+            self.last_validation = metrics
+        if not state.is_world_process_zero:
+            return
+        if group == "validation" and self.searcher_metric and self.searcher_metric not in metrics:
+            raise ValueError(
+                f"searcher.metric '{self.searcher_metric}' is not among the validation metrics "
+                f"({', '.join(sorted(metrics))}); the searcher could not rank this trial"
+            )
+        self.core.train.report_metrics(group=group, steps_completed=state.global_step, metrics=metrics)
+        with open(self.run_dir / METRICS, "a") as f:
+            f.write(json.dumps({"group": group, "step": state.global_step, "time": time.time(), **metrics}) + "\n")
+
+    # -- progress and preemption -----------------------------------------------------------------
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        if state.is_world_process_zero and state.max_steps > 0:
+            percent = int(100 * state.global_step / state.max_steps)
+            if percent > self.last_progress:
+                self.last_progress = percent
+                self.core.train.report_progress(state.global_step / state.max_steps)
+        # Collective on every rank: the chief decides, everyone stops at the same step.
+        preempt = self.core.preempt.should_preempt()
+        if self.core.distributed.size > 1:
+            preempt = self.core.distributed.broadcast(preempt or self._signalled)
+        else:
+            preempt = preempt or self._signalled
+        if preempt:
+            log.warning("preemption requested: saving checkpoint at step %d and stopping", state.global_step)
+            self.preempted = True
+            control.should_save = True
+            control.should_training_stop = True
+        return control
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
+        name = f"checkpoint-{state.global_step}"
+        local = Path(args.output_dir) / name
+        if state.is_world_process_zero:
+            (local / "sqltune_config.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+        metadata = {"steps_completed": state.global_step, "format": "huggingface", "checkpoint": name}
+        if self.trial.trial_id is not None:
+            metadata["trial_id"] = self.trial.trial_id
+        if self.last_validation:
+            metadata["validation"] = self.last_validation
+        storage_id = self.core.checkpoint.upload(
+            args.output_dir, metadata=metadata, shard=True, selector=lambda p: p.startswith(name + "/")
+        )
+        self.latest_storage_id = storage_id
+        if state.is_world_process_zero:
+            pointer = {"storage_id": storage_id, "steps_completed": state.global_step, "checkpoint": name}
+            (self.run_dir / LATEST).write_text(json.dumps(pointer))
+            log.info("checkpoint %s uploaded as %s", name, storage_id)

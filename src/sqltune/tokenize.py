@@ -1,0 +1,89 @@
+"""Chat text -> token ids and completion-only labels; a collator that only pads.
+
+Labels are built here, once: the prompt (system + user turn + generation prompt) is masked to
+-100, the answer and its end-of-turn token are learned. We tokenize the prompt and the completion
+separately and concatenate, so the prompt ids are exactly what inference will feed the model and
+the mask boundary is exact (TRL tokenizes both and warns on a mismatch; this cannot mismatch).
+
+Right truncation at `max_length`. Counted and logged: samples truncated at all, samples whose
+answer lost tokens, and samples whose whole answer was cut (dropped from training: they would
+contribute no loss and only cost compute).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import datasets
+import torch
+
+from sqltune import format as fmt
+
+log = logging.getLogger(__name__)
+IGNORE = -100
+
+
+def encode(row: dict[str, Any], tokenizer: Any, system_prompt: str, max_length: int) -> dict[str, Any]:
+    prompt, completion = fmt.render(row, tokenizer, system_prompt)
+    p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    c_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    ids = (p_ids + c_ids)[:max_length]
+    labels = ([IGNORE] * len(p_ids) + c_ids)[:max_length]
+    return {"input_ids": ids, "labels": labels, "n_prompt": len(p_ids), "n_full": len(p_ids) + len(c_ids)}
+
+
+def tokenize_split(
+    ds: datasets.Dataset, tokenizer: Any, system_prompt: str, max_length: int, name: str
+) -> datasets.Dataset:
+    """Tokenize one split, log truncation counts, drop samples with no answer token left."""
+    out = ds.map(
+        encode,
+        fn_kwargs={"tokenizer": tokenizer, "system_prompt": system_prompt, "max_length": max_length},
+        remove_columns=ds.column_names,
+        desc=f"tokenizing {name}",
+    )
+    n_prompt, n_full = out["n_prompt"], out["n_full"]
+    truncated = sum(f > max_length for f in n_full)
+    answer_cut = sum(p < max_length < f for p, f in zip(n_prompt, n_full))
+    dropped = [i for i, p in enumerate(n_prompt) if p >= max_length]
+    if truncated:
+        log.warning(
+            "%s: %d of %d samples truncated at max_length=%d; %d lost part of their answer, "
+            "%d lost all of it and are dropped",
+            name, truncated, len(out), max_length, answer_cut, len(dropped),
+        )
+    if dropped:
+        keep = sorted(set(range(len(out))) - set(dropped))
+        out = out.select(keep)
+    return out.remove_columns(["n_prompt", "n_full"])
+
+
+@dataclasses.dataclass
+class Collator:
+    """Pads a list of samples to the longest one (right padding); nothing else.
+
+    >>> Collator(pad_id=0)([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [5], "labels": [5]}])
+    {'input_ids': tensor([[5, 6, 7], [5, 0, 0]]),
+     'labels': tensor([[-100, 6, 7], [5, -100, -100]]),
+     'attention_mask': tensor([[1, 1, 1], [1, 0, 0]])}
+    """
+
+    pad_id: int
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        longest = max(len(f["input_ids"]) for f in features)
+        if self.pad_to_multiple_of:
+            m = self.pad_to_multiple_of
+            longest = (longest + m - 1) // m * m
+        ids = torch.full((len(features), longest), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(features), longest), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(features), longest), dtype=torch.long)
+        for i, f in enumerate(features):
+            n = len(f["input_ids"])
+            ids[i, :n] = torch.as_tensor(f["input_ids"])
+            labels[i, :n] = torch.as_tensor(f["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}

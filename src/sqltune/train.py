@@ -1,0 +1,130 @@
+"""The trial: config -> data -> format -> tokenize -> model -> HF Trainer, under the Core API.
+
+Reads top to bottom in the order it runs. `TrainingArguments(**training_args)` is built from the
+YAML untouched, and before the model loads, so that under ZeRO-3 the weights load partitioned.
+The resume path goes to `trainer.train(resume_from_checkpoint=...)` explicitly: the Trainer
+ignores a callback's `args.resume_from_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import resource
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import transformers
+
+from sqltune import config, data, model, platform
+from sqltune import tokenize as tok
+
+log = logging.getLogger(__name__)
+SUMMARY = "summary.json"
+
+
+class SQLTrainer(transformers.Trainer):
+    """The HF Trainer, plus `eval_accuracy` (teacher-forced, on answer tokens) counted during its
+    own loss evaluation, plus any extra evaluation (generated SQL) added to the same metrics.
+
+    `extra_eval(model, prefix)` runs inside every evaluation, on every rank, and returns metrics.
+    """
+
+    def __init__(self, *args: Any, extra_eval: Callable[[Any, str], dict[str, float]] | None = None, **kw: Any):
+        super().__init__(*args, **kw)
+        self.extra_eval = extra_eval
+        self._counts = torch.zeros(2, dtype=torch.long)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if not model.training and isinstance(outputs, dict) and "n_correct" in outputs:
+            self._counts += torch.stack([outputs["n_correct"], outputs["n_tokens"]]).cpu()
+        return (loss, outputs) if return_outputs else loss
+
+    def evaluation_loop(self, *args: Any, **kwargs: Any):  # noqa: ANN201
+        self._counts.zero_()
+        out = super().evaluation_loop(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", "eval")
+        counts = self.accelerator.reduce(self._counts.to(self.args.device), reduction="sum").cpu()
+        if counts[1] > 0:
+            out.metrics[f"{prefix}_accuracy"] = counts[0].item() / counts[1].item()
+        if self.extra_eval is not None:
+            out.metrics.update({f"{prefix}_{k}": v for k, v in self.extra_eval(self.model, prefix).items()})
+        return out
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def run(exp: config.Experiment, trial: platform.Trial, *, fresh: bool = False) -> dict[str, Any]:
+    """Train one trial; returns the summary also written to `<output_dir>/summary.json`."""
+    started = time.time()
+    hp = exp.hparams
+    targs = hp.training_args
+    out_dir = Path(targs["output_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dist = platform.distributed_context(use_deepspeed=bool(targs.get("deepspeed")))
+    storage = config.checkpoint_dir(exp.raw, targs["output_dir"])
+
+    with platform.init(dist, storage) as core:
+        if platform.tensorboard_dir(core):
+            os.environ.setdefault("TENSORBOARD_LOGGING_DIR", platform.tensorboard_dir(core))
+        if fresh and core.distributed.rank == 0:
+            for name in (platform.METRICS, platform.LATEST, SUMMARY):
+                (out_dir / name).unlink(missing_ok=True)
+        args = transformers.TrainingArguments(**targs)
+        platform.check_searcher(trial.searcher, args)
+
+        tokenizer = model.load_tokenizer(hp.model)
+        splits = data.load_splits(hp.data)
+        fmt = hp.format
+        train_ds = tok.tokenize_split(splits["train"], tokenizer, fmt.system_prompt, fmt.max_length, "train")
+        eval_ds = tok.tokenize_split(splits["valid"], tokenizer, fmt.system_prompt, fmt.max_length, "valid")
+        log.info("data: %d train, %d valid samples (%s, %s)", len(train_ds), len(eval_ds), hp.data.source, hp.data.subset)
+
+        net = model.load_model(hp.model, tokenizer, hp.lora)
+        trainable, total = model.count_parameters(net)
+        callback = platform.CoreCallback(core, config=exp.resolved, trial=trial, run_dir=out_dir)
+        trainer = SQLTrainer(
+            model=net,
+            args=args,
+            train_dataset=train_ds,
+            eval_dataset=eval_ds,
+            data_collator=tok.Collator(pad_id=tokenizer.pad_token_id),
+            processing_class=tokenizer,
+            callbacks=[callback],
+        )
+
+        resume = trial.latest_checkpoint
+        if hp.eval.at_start and resume is None:
+            trainer.evaluate()  # step 0: the model as it came, so the gain is visible
+        if resume is not None:
+            with platform.restore(core, resume) as ckpt:
+                log.info("resuming from checkpoint %s (%s)", resume, ckpt.name)
+                result = trainer.train(resume_from_checkpoint=str(ckpt))
+        else:
+            result = trainer.train()
+
+    summary = {
+        "output_dir": str(out_dir),
+        "checkpoint_storage": str(storage),
+        "latest_checkpoint": callback.latest_storage_id or resume,
+        "global_step": trainer.state.global_step,
+        "max_steps": trainer.state.max_steps,
+        "preempted": callback.preempted,
+        "train_loss": result.training_loss,
+        "validation": callback.last_validation,
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+        "wall_time_s": time.time() - started,
+        "peak_rss_gib": peak_rss_gib(),
+        "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0,
+        "hparams": exp.resolved,
+    }
+    if trainer.is_world_process_zero():
+        (out_dir / SUMMARY).write_text(json.dumps(summary, indent=1, default=str))
+    return summary
