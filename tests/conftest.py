@@ -1,0 +1,88 @@
+"""Shared fixtures: a tiny from-scratch Llama and a small JSONL data set, written as a real YAML."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+TINY_LLAMA = {
+    "model_type": "llama",
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 512,
+}
+
+
+def write_rows(path: Path, n: int = 120, seed: int = 0) -> Path:
+    rnd = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        age = rnd.randint(18, 70)
+        col = rnd.choice(["name", "country", "age"])
+        rows.append({
+            "instruction": f"Show the {col} of singers older than {age}.",
+            "input": "CREATE TABLE singer (id INTEGER PRIMARY KEY, name TEXT, country TEXT, age INTEGER)",
+            "response": f"SELECT {col} FROM singer WHERE age > {age}",
+        })
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+def tiny_config(tmp: Path, **hp_overrides: Any) -> dict[str, Any]:
+    """A complete experiment config for a 2-layer Llama on CPU; `hp_overrides` merge one level deep."""
+    rows = write_rows(tmp / "rows.jsonl")
+    hp: dict[str, Any] = {
+        "model": {"from_config": dict(TINY_LLAMA)},
+        "data": {"source": str(rows), "subset": "easy", "cache_dir": str(tmp / "cache")},
+        "format": {"max_length": 192},
+        "lora": {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0},
+        "training_args": {
+            "output_dir": str(tmp / "run"),
+            "max_steps": 6,
+            "per_device_train_batch_size": 4,
+            "per_device_eval_batch_size": 8,
+            "learning_rate": 3e-3,
+            "eval_strategy": "steps",
+            "eval_steps": 3,
+            "save_steps": 3,
+            "logging_steps": 1,
+            "use_cpu": True,
+            "seed": 7,
+            "report_to": "none",
+            "dataloader_num_workers": 0,
+        },
+    }
+    for key, value in hp_overrides.items():
+        if isinstance(value, dict) and isinstance(hp.get(key), dict):
+            hp[key] = {**hp[key], **value}
+        else:
+            hp[key] = value
+    return {
+        "name": "tiny",
+        "entrypoint": "python -m sqltune train",
+        "searcher": {"name": "single", "metric": "eval_loss", "smaller_is_better": True},
+        "hyperparameters": hp,
+    }
+
+
+def write_config(tmp: Path, cfg: dict[str, Any], name: str = "exp.yaml") -> Path:
+    path = tmp / name
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> dict[str, Any]:
+    return tiny_config(tmp_path)
