@@ -32,23 +32,42 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("determined").setLevel(logging.WARNING if not verbose else logging.INFO)
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
-    from rich.console import Console
+SQL_METRICS = ("bleu", "exact_match", "execution_accuracy", "valid_sql")
+GROUPS = ("easy", "medium", "hard", "hardness_easy", "hardness_medium", "hardness_hard", "hardness_extra")
+
+
+def metrics_table(metrics: dict[str, float], title: str) -> Any:
+    """Rows: metrics; columns: all rows, then per difficulty and per Spider hardness when present."""
     from rich.table import Table
 
-    table = Table(title=f"sqltune: step {summary['global_step']}/{summary['max_steps']}"
-                  + ("  (preempted: run again to resume)" if summary["preempted"] else ""))
+    groups = [g for g in GROUPS if any(f"eval_{m}_{g}" in metrics for m in SQL_METRICS)]
+    table = Table(title=title)
     table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in sorted(summary["validation"].items()):
-        if key not in ("batches", "epochs"):
-            table.add_row(key, f"{value:.4f}")
-    table.add_row("train_loss", f"{summary['train_loss']:.4f}")
-    table.add_row("trainable parameters", f"{summary['trainable_parameters']:,}")
-    table.add_row("wall time", f"{summary['wall_time_s']:.0f} s")
-    table.add_row("peak RSS", f"{summary['peak_rss_gib']:.2f} GiB")
+    for col in ("all", *groups):
+        table.add_column(col.replace("hardness_", "spider "), justify="right")
+    for key in ("eval_loss", "eval_accuracy"):
+        if key in metrics:
+            table.add_row(key, f"{metrics[key]:.4f}", *[""] * len(groups))
+    for m in SQL_METRICS:
+        if f"eval_{m}" in metrics:
+            cells = [metrics.get(f"eval_{m}_{g}") for g in groups]
+            table.add_row(f"eval_{m}", f"{metrics[f'eval_{m}']:.3f}", *["" if c is None else f"{c:.3f}" for c in cells])
+    return table
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+
     console = Console()
-    console.print(table)
+    title = f"sqltune: step {summary['global_step']}/{summary['max_steps']}"
+    if summary["preempted"]:
+        title += "  (preempted: run again to resume)"
+    console.print(metrics_table(summary["validation"], title))
+    console.print(
+        f"train_loss {summary['train_loss']:.4f} | trainable parameters {summary['trainable_parameters']:,} "
+        f"of {summary['total_parameters']:,} | wall time {summary['wall_time_s']:.0f} s | "
+        f"peak RSS {summary['peak_rss_gib']:.2f} GiB"
+    )
     if summary["latest_checkpoint"]:
         console.print(f"checkpoint {summary['latest_checkpoint']} in {summary['checkpoint_storage']}")
 

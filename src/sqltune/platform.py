@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 LATEST = "latest_checkpoint.json"
 METRICS = "metrics.jsonl"
-SPEED_SUFFIXES = ("_runtime", "_per_second", "_compilation_time")
+SPEED_SUFFIXES = ("_runtime", "_per_second", "_compilation_time", "_preparation_time")
 
 
 @dataclasses.dataclass

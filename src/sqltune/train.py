@@ -19,7 +19,7 @@ from typing import Any, Callable
 import torch
 import transformers
 
-from sqltune import config, data, model, platform
+from sqltune import config, data, evaluate, model, platform
 from sqltune import tokenize as tok
 
 log = logging.getLogger(__name__)
@@ -30,10 +30,10 @@ class SQLTrainer(transformers.Trainer):
     """The HF Trainer, plus `eval_accuracy` (teacher-forced, on answer tokens) counted during its
     own loss evaluation, plus any extra evaluation (generated SQL) added to the same metrics.
 
-    `extra_eval(model, prefix)` runs inside every evaluation, on every rank, and returns metrics.
+    `extra_eval(model, prefix, step)` runs inside every evaluation, on every rank, and returns metrics.
     """
 
-    def __init__(self, *args: Any, extra_eval: Callable[[Any, str], dict[str, float]] | None = None, **kw: Any):
+    def __init__(self, *args: Any, extra_eval: Callable[[Any, str, int], dict[str, float]] | None = None, **kw: Any):
         super().__init__(*args, **kw)
         self.extra_eval = extra_eval
         self._counts = torch.zeros(2, dtype=torch.long)
@@ -52,7 +52,7 @@ class SQLTrainer(transformers.Trainer):
         if counts[1] > 0:
             out.metrics[f"{prefix}_accuracy"] = counts[0].item() / counts[1].item()
         if self.extra_eval is not None:
-            out.metrics.update({f"{prefix}_{k}": v for k, v in self.extra_eval(self.model, prefix).items()})
+            out.metrics.update({f"{prefix}_{k}": v for k, v in self.extra_eval(self.model, prefix, self.state.global_step).items()})
         return out
 
 
@@ -88,6 +88,9 @@ def run(exp: config.Experiment, trial: platform.Trial, *, fresh: bool = False) -
 
         net = model.load_model(hp.model, tokenizer, hp.lora)
         trainable, total = model.count_parameters(net)
+        generation = None
+        if hp.eval.generate_samples:
+            generation = evaluate.GenerationEval(list(splits["valid"]), tokenizer, fmt.system_prompt, hp.eval, out_dir)
         callback = platform.CoreCallback(core, config=exp.resolved, trial=trial, run_dir=out_dir)
         trainer = SQLTrainer(
             model=net,
@@ -97,6 +100,7 @@ def run(exp: config.Experiment, trial: platform.Trial, *, fresh: bool = False) -
             data_collator=tok.Collator(pad_id=tokenizer.pad_token_id),
             processing_class=tokenizer,
             callbacks=[callback],
+            extra_eval=generation,
         )
 
         resume = trial.latest_checkpoint

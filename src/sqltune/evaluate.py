@@ -1,0 +1,166 @@
+"""Score the SQL the model writes: greedy generation from the prompt, then BLEU, exact match and
+execution accuracy (sqlmetrics), per difficulty and per Spider hardness.
+
+The reference scored teacher-forced argmax tokens, which never shows what a user would get. Here
+each evaluation generates from the prompt alone: batched, prompts sorted by length so a batch
+pads little, left padding (decoder-only generation continues from the right edge), KV cache,
+greedy, stopping at the end-of-turn token.
+
+Several ranks: rows are dealt round-robin to ranks, each generates its share, the chief gathers,
+scores and broadcasts the metrics, so every rank returns the same dict. Under ZeRO-3 every
+forward is collective, so all ranks run the same number of batches (short shards are padded
+with a repeated row whose output is dropped) and `generate` runs with `synced_gpus`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from sqltune import format as fmt
+from sqltune import sqlmetrics
+from sqltune.config import EvalConfig
+
+log = logging.getLogger(__name__)
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _zero3() -> bool:
+    try:
+        from transformers.integrations import is_deepspeed_zero3_enabled
+
+        return is_deepspeed_zero3_enabled()
+    except ImportError:
+        return False
+
+
+@torch.no_grad()
+def generate(
+    model: Any,
+    tokenizer: Any,
+    rows: list[dict[str, Any]],
+    system_prompt: str,
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    pad_batches_to: int | None = None,
+    progress: bool = True,
+) -> list[str]:
+    """Greedy SQL for each row, in the rows' order."""
+    prompts = [fmt.prompt_text(r, tokenizer, system_prompt) for r in rows]
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    order = sorted(range(len(rows)), key=lambda i: len(encoded[i]))
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    if pad_batches_to is not None:  # ZeRO-3: every rank steps through the same number of batches
+        batches += [order[:1] or [0]] * (pad_batches_to - len(batches))
+    stop = fmt.end_of_turn_ids(tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop[0]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out: dict[int, str] = {}
+    for batch in tqdm(batches, desc="generating SQL", disable=not progress, leave=False):
+        if not encoded:
+            break
+        longest = max(len(encoded[i]) for i in batch)
+        ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), longest), dtype=torch.long)
+        for j, i in enumerate(batch):  # left padding
+            ids[j, longest - len(encoded[i]):] = torch.as_tensor(encoded[i])
+            mask[j, longest - len(encoded[i]):] = 1
+        generated = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=stop,
+            pad_token_id=pad_id,
+            use_cache=True,
+            synced_gpus=_zero3() and _world()[1] > 1,
+        )
+        for j, i in enumerate(batch):
+            out.setdefault(i, tokenizer.decode(generated[j, longest:], skip_special_tokens=True).strip())
+    if was_training:
+        model.train()
+    return [out.get(i, "") for i in range(len(rows))]
+
+
+def eval_rows(rows: list[dict[str, Any]], n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """A fixed, seeded subset of `n` rows (all when n >= len), in a stable order."""
+    if n >= len(rows):
+        return list(rows)
+    return [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), n))]
+
+
+def score(rows: list[dict[str, Any]], predictions: list[str], timeout_s: float) -> dict[str, Any]:
+    scored = sqlmetrics.score_rows(
+        [{**r, "prediction": p, "db_path": r.get("db_path") or None} for r, p in zip(rows, predictions)],
+        timeout_s=timeout_s,
+    )
+    per_row = [
+        {"question": r["instruction"], "gold": r["response"], "predicted": p, "difficulty": r.get("difficulty"),
+         **{k: s[k] for k in ("bleu", "exact", "executed", "valid", "error", "hardness")}}
+        for r, p, s in zip(rows, predictions, scored["rows"])
+    ]
+    return {"summary": scored["summary"], "rows": per_row}
+
+
+def generate_and_score(
+    model: Any, tokenizer: Any, rows: list[dict[str, Any]], system_prompt: str, cfg: EvalConfig
+) -> dict[str, Any]:
+    """Generate on every rank (rows sharded), score on the chief, same result on every rank."""
+    rank, world = _world()
+    shard = rows[rank::world]
+    n_batches = None
+    if world > 1 and _zero3():
+        n_batches = -(-len(rows[0::world]) // cfg.batch_size)  # the longest shard's batch count
+    preds = generate(model, tokenizer, shard, system_prompt, max_new_tokens=cfg.max_new_tokens,
+                     batch_size=cfg.batch_size, pad_batches_to=n_batches, progress=rank == 0)
+    if world > 1:
+        gathered: list[Any] = [None] * world
+        dist.all_gather_object(gathered, preds)
+        preds = [None] * len(rows)
+        for r, part in enumerate(gathered):
+            preds[r::world] = part
+    result = score(rows, preds, cfg.sql_timeout_s) if rank == 0 else None
+    if world > 1:
+        box = [result]
+        dist.broadcast_object_list(box, src=0)
+        result = box[0]
+    return result
+
+
+class GenerationEval:
+    """The `extra_eval` hook of SQLTrainer: scores generated SQL at every evaluation and keeps
+    each evaluation's per-row predictions in `<output_dir>/predictions/step-N.jsonl`."""
+
+    def __init__(self, rows: list[dict[str, Any]], tokenizer: Any, system_prompt: str, cfg: EvalConfig,
+                 output_dir: str | Path):
+        self.rows = eval_rows(rows, cfg.generate_samples)
+        self.tokenizer = tokenizer
+        self.system_prompt = system_prompt
+        self.cfg = cfg
+        self.output_dir = Path(output_dir)
+
+    def __call__(self, model: Any, prefix: str, step: int) -> dict[str, float]:
+        result = generate_and_score(model, self.tokenizer, self.rows, self.system_prompt, self.cfg)
+        if _world()[0] == 0:
+            folder = self.output_dir / "predictions"
+            folder.mkdir(parents=True, exist_ok=True)
+            with open(folder / f"{prefix}-step-{step}.jsonl", "w") as f:
+                for row in result["rows"]:
+                    f.write(json.dumps(row) + "\n")
+        return {k: float(v) for k, v in result["summary"].items() if k != "n" and not k.startswith("n_")}
