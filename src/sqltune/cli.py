@@ -21,6 +21,9 @@ USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError,)
 
 
 def _setup_logging(verbose: bool) -> None:
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation chatter
     rank = int(os.environ.get("RANK", "0"))
     level = logging.INFO if (rank == 0 or verbose) else logging.WARNING
     logging.basicConfig(level=level, format=f"[rank {rank}] %(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -90,6 +93,67 @@ def cmd_train(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _read_eval_rows(ref: str, hp: Any) -> tuple[str, list[dict[str, Any]]]:
+    """A split of the checkpoint's own data config (train/valid/test), or a data file."""
+    from sqltune import data
+
+    if ref in ("train", "valid", "test"):
+        return ref, list(data.load_splits(hp.data)[ref])
+    rows, skipped = data.read_rows(hp.data.model_copy(update={"source": ref}), data.Path(hp.data.cache_dir).expanduser())
+    if skipped:
+        logging.getLogger("sqltune").warning("skipped %d unusable rows, e.g. %s", len(skipped), skipped[0])
+    return data.Path(ref).stem, [{**r, "difficulty": r.get("difficulty") or data.difficulty(r)} for r in rows]
+
+
+def cmd_evaluate(ns: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from rich.console import Console
+
+    from sqltune import evaluate, model, platform
+
+    ckpt = platform.find_checkpoint(ns.checkpoint)
+    net, tokenizer, hp = model.load_checkpoint(ckpt)
+    name, rows = _read_eval_rows(ns.data, hp)
+    rows = evaluate.eval_rows(rows, ns.samples or len(rows))
+    cfg = hp.eval.model_copy(update={k: v for k, v in (("batch_size", ns.batch_size),
+                                                        ("max_new_tokens", ns.max_new_tokens)) if v})
+    preds = evaluate.generate(net, tokenizer, rows, hp.format.system_prompt,
+                              max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
+    result = evaluate.score(rows, preds, cfg.sql_timeout_s)
+    out = Path(ns.output or f"predictions-{name}.jsonl")
+    out.write_text("".join(json.dumps(r) + "\n" for r in result["rows"]))
+    metrics = {f"eval_{k}": v for k, v in result["summary"].items()}
+    Console().print(metrics_table(metrics, f"{ckpt} on {name}: {len(rows)} rows"))
+    print(f"per-row predictions: {out}")
+    return 0
+
+
+def cmd_predict(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sqltune import evaluate, model, platform
+
+    schema = Path(ns.schema).read_text() if ns.schema else ""
+    net, tokenizer, hp = model.load_checkpoint(platform.find_checkpoint(ns.checkpoint))
+    row = {"instruction": ns.question, "input": schema}
+    [sql] = evaluate.generate(net, tokenizer, [row], hp.format.system_prompt,
+                              max_new_tokens=ns.max_new_tokens or hp.eval.max_new_tokens, batch_size=1, progress=False)
+    print(sql)
+    return 0
+
+
+def cmd_merge(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from sqltune import model, platform
+
+    net, tokenizer, hp = model.load_checkpoint(platform.find_checkpoint(ns.checkpoint))
+    print(f"merged model written to {model.merge_lora(net, tokenizer, hp, Path(ns.output))}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sqltune", description="Fine-tune causal LMs to write SQL.")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -101,6 +165,27 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a hyperparameter, e.g. lora.r=16 or training_args.max_steps=20")
     t.add_argument("--fresh", action="store_true", help="ignore the run folder's latest checkpoint")
     t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score a saved checkpoint's generated SQL on a split or a file")
+    e.add_argument("--checkpoint", required=True, help="checkpoint-N folder, storage folder, or checkpoint UUID")
+    e.add_argument("--data", default="test", help="train | valid | test (the checkpoint's data) or a data file")
+    e.add_argument("--samples", type=int, help="a fixed seeded subset of this many rows")
+    e.add_argument("--output", help="per-row JSONL (default predictions-<data>.jsonl)")
+    e.add_argument("--batch-size", type=int)
+    e.add_argument("--max-new-tokens", type=int)
+    e.set_defaults(func=cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="print the SQL a checkpoint writes for one question")
+    pr.add_argument("question")
+    pr.add_argument("--checkpoint", required=True)
+    pr.add_argument("--schema", help="file with the CREATE TABLE statements")
+    pr.add_argument("--max-new-tokens", type=int)
+    pr.set_defaults(func=cmd_predict)
+
+    mg = sub.add_parser("merge", help="fold a LoRA adapter into its base model for serving")
+    mg.add_argument("--checkpoint", required=True)
+    mg.add_argument("--output", required=True, help="folder for the merged model")
+    mg.set_defaults(func=cmd_merge)
     return p
 
 
@@ -111,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return ns.func(ns)
-    except (*USER_ERRORS, DataError, ImportError) as e:
+    except (*USER_ERRORS, DataError, ImportError, FileNotFoundError) as e:
         print(f"sqltune: error: {e}", file=sys.stderr)
         return 2
 

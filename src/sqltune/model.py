@@ -184,3 +184,55 @@ def masked_loss_forward(
     with torch.no_grad():
         n_correct = (logits.argmax(-1) == targets).sum()
     return {"loss": loss, "n_correct": n_correct, "n_tokens": torch.tensor(targets.numel(), device=loss.device)}
+
+
+# ---- checkpoints for inference -----------------------------------------------------------------
+
+
+def load_checkpoint(ckpt: Path) -> tuple[torch.nn.Module, Any, Any]:
+    """(model, tokenizer, hyperparameters) from an HF `checkpoint-N` folder written by a run.
+
+    A LoRA checkpoint holds only the adapter: the base is rebuilt from the saved config (a hub
+    name, the shipped SmolLM2, or a seeded from-config model) and the adapter loaded onto it.
+    """
+    import yaml
+
+    from sqltune import config
+
+    saved = ckpt / "sqltune_config.yaml"
+    if not saved.is_file():
+        raise config.ConfigError([f"--checkpoint: {ckpt} has no sqltune_config.yaml (not written by sqltune?)"])
+    exp = config.build({"hyperparameters": yaml.safe_load(saved.read_text())}, path=saved)
+    hp = exp.hparams
+    tokenizer = (transformers.AutoTokenizer.from_pretrained(ckpt, padding_side="right")
+                 if (ckpt / "tokenizer_config.json").exists() else load_tokenizer(hp.model))
+    fmt.ensure_chat_template(tokenizer)
+    if (ckpt / "adapter_config.json").exists():
+        import peft
+
+        base = load_model(hp.model, tokenizer, lora=None)
+        model = peft.PeftModel.from_pretrained(base, ckpt)
+    else:
+        model = transformers.AutoModelForCausalLM.from_pretrained(ckpt, dtype=_dtype(hp.model.dtype))
+        install_masked_loss(model)
+    model.eval()
+    return model, tokenizer, hp
+
+
+def merge_lora(model: torch.nn.Module, tokenizer: Any, hp: Any, out_dir: Path) -> Path:
+    """Fold a LoRA adapter into its base weights and save a plain model folder for serving."""
+    import yaml
+
+    if not hasattr(model, "merge_and_unload"):
+        raise ValueError("--merge: this checkpoint is a full model already; nothing to merge")
+    merged = model.merge_and_unload()
+    for attr in ("forward", "_stock_forward"):  # drop the masked-loss binding: a plain model again
+        merged.__dict__.pop(attr, None)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    saved = hp.model_dump()
+    saved["model"] = {**saved["model"], "name": str(out_dir), "from_config": None}
+    saved["lora"] = {"enabled": False}
+    (out_dir / "sqltune_config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    return out_dir

@@ -260,3 +260,33 @@ class CoreCallback(transformers.TrainerCallback):
             pointer = {"storage_id": storage_id, "steps_completed": state.global_step, "checkpoint": name}
             (self.run_dir / LATEST).write_text(json.dumps(pointer))
             log.info("checkpoint %s uploaded as %s", name, storage_id)
+
+
+def find_checkpoint(ref: str, search_root: Path = Path(".")) -> Path:
+    """An HF `checkpoint-N` folder from a path or a checkpoint UUID.
+
+    A UUID is looked up in local checkpoint storages (`**/checkpoints/<uuid>` below `search_root`)
+    and, when `DET_MASTER` is set, downloaded from the cluster with the Determined SDK.
+    """
+    path = Path(ref).expanduser()
+    if not path.exists():
+        local = sorted(search_root.glob(f"**/checkpoints/{ref}"))
+        if local:
+            path = local[0]
+        elif os.environ.get("DET_MASTER"):
+            from determined.experimental import client
+
+            path = Path(os.environ.get("TMPDIR", "/tmp")) / "sqltune-checkpoints" / ref
+            if not path.exists():
+                client.get_checkpoint(ref).download(str(path))
+        else:
+            raise FileNotFoundError(
+                f"--checkpoint: '{ref}' is neither a folder nor a checkpoint UUID found under "
+                f"{search_root.resolve()}/**/checkpoints (set DET_MASTER to fetch it from a cluster)"
+            )
+    if (path / "sqltune_config.yaml").exists():
+        return path
+    inner = get_last_checkpoint(str(path))
+    if inner is None:
+        raise FileNotFoundError(f"--checkpoint: {path} holds no checkpoint-N folder")
+    return Path(inner)
