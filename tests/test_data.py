@@ -1,0 +1,131 @@
+"""Difficulty buckets, the reference's split, file sources and their errors, the on-disk cache."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from sqltune import cli, data
+from sqltune.config import DataConfig
+
+from conftest import tiny_config, write_config
+
+
+def row(words: int, response: str = "SELECT 1") -> dict:
+    """A row whose instruction + input + response has exactly `words` words."""
+    rest = words - len(response.split()) - 1
+    return {"instruction": "q", "input": " ".join(["w"] * rest), "response": response}
+
+
+@pytest.mark.parametrize("words,bucket", [
+    (9, None), (10, "easy"), (100, "easy"), (101, "medium"), (200, "medium"),
+    (201, "hard"), (800, "hard"), (801, None),
+])
+def test_word_count_buckets_match_the_reference_rule(words: int, bucket: str | None) -> None:
+    r = row(words)
+    assert data.word_count(r) == words
+    assert data.difficulty(r) == bucket
+
+
+def test_word_count_splits_each_column_on_whitespace() -> None:
+    r = {"instruction": "How many\tsingers?", "input": "CREATE TABLE t (a INT)\n", "response": " SELECT  1 "}
+    assert data.word_count(r) == 3 + 5 + 2
+
+
+def test_select_takes_first_rows_of_the_bucket_in_source_order() -> None:
+    rows = [row(50), row(150), row(60), row(300), row(70), row(5)]
+    for i, r in enumerate(rows):
+        r["instruction"] = f"q{i}"
+    easy = data.select(rows, "easy", max_rows=2)
+    assert [r["instruction"] for r in easy] == ["q0", "q2"]
+    everything = data.select(rows, "all", max_rows=100)
+    assert [r["difficulty"] for r in everything] == ["easy", "medium", "easy", "hard", "easy"]
+
+
+def test_split_is_the_reference_80_10_10_with_seed_123() -> None:
+    import datasets
+
+    rows = [{**row(20), "instruction": f"q{i}"} for i in range(100)]
+    splits = data.split(rows)
+    assert {k: len(v) for k, v in splits.items()} == {"train": 80, "valid": 10, "test": 10}
+    # the same calls the reference makes, on the same rows
+    ds = datasets.Dataset.from_list(rows).train_test_split(train_size=0.8, seed=123)
+    rest = ds["test"].train_test_split(test_size=0.1 / (0.1 + 0.1), seed=123)
+    assert splits["train"]["instruction"] == ds["train"]["instruction"]
+    assert splits["valid"]["instruction"] == rest["train"]["instruction"]
+    assert splits["test"]["instruction"] == rest["test"]["instruction"]
+    names = [set(s["instruction"]) for s in splits.values()]
+    assert not (names[0] & names[1] or names[0] & names[2] or names[1] & names[2])
+
+
+def _write(path: Path, rows: list[dict]) -> Path:
+    if path.suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif path.suffix == ".json":
+        path.write_text(json.dumps(rows))
+    elif path.suffix == ".csv":
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(rows), path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".json", ".csv", ".parquet"])
+def test_every_file_type_loads_and_bad_rows_are_skipped_and_counted(tmp_path: Path, suffix: str) -> None:
+    rows = [{**row(20), "instruction": f"q{i}"} for i in range(30)]
+    rows[3]["response"] = ""  # empty response: skipped
+    _write(tmp_path / f"a{suffix}", rows)
+    got, skipped = data.read_rows(DataConfig(source=str(tmp_path / f"a{suffix}")), tmp_path)
+    assert len(got) == 29 and len(skipped) == 1 and "row 4" in skipped[0] and "response" in skipped[0]
+
+
+def test_glob_source_reads_every_file_in_order(tmp_path: Path) -> None:
+    _write(tmp_path / "part-1.jsonl", [{**row(20), "instruction": "a"}])
+    _write(tmp_path / "part-2.jsonl", [{**row(20), "instruction": "b"}])
+    got, _ = data.read_rows(DataConfig(source=str(tmp_path / "part-*.jsonl")), tmp_path)
+    assert [r["instruction"] for r in got] == ["a", "b"]
+
+
+def test_cache_is_built_once_and_reused(tmp_path: Path) -> None:
+    src = _write(tmp_path / "a.jsonl", [{**row(20), "instruction": f"q{i}"} for i in range(40)])
+    cfg = DataConfig(source=str(src), cache_dir=str(tmp_path / "cache"), max_eval_samples=2)
+    first = data.load_splits(cfg)
+    built = sorted(p for p in (tmp_path / "cache").iterdir() if p.is_dir())
+    assert len(built) == 1 and len(first["valid"]) == 2
+    stamp = (built[0] / "stats.json").stat().st_mtime_ns
+    second = data.load_splits(cfg)
+    assert (built[0] / "stats.json").stat().st_mtime_ns == stamp
+    assert second["train"]["instruction"] == first["train"]["instruction"]
+
+
+def test_missing_file_is_one_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = tiny_config(tmp_path)
+    cfg["hyperparameters"]["data"]["source"] = str(tmp_path / "nope.jsonl")
+    assert cli.main(["train", str(write_config(tmp_path, cfg))]) == 2
+    err = capsys.readouterr().err
+    assert "data.source: no such file" in err and "nope.jsonl" in err and "Traceback" not in err
+
+
+def test_file_missing_a_column_is_one_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = tiny_config(tmp_path)
+    bad = _write(tmp_path / "bad.jsonl", [{"instruction": "q", "input": "t"}] * 20)
+    cfg["hyperparameters"]["data"]["source"] = str(bad)
+    assert cli.main(["train", str(write_config(tmp_path, cfg))]) == 2
+    err = capsys.readouterr().err
+    assert "missing column 'response'" in err and "bad.jsonl" in err and "Traceback" not in err
+
+
+def test_broken_json_line_names_the_row(tmp_path: Path) -> None:
+    p = tmp_path / "x.jsonl"
+    p.write_text(json.dumps(row(20)) + "\n{not json\n")
+    with pytest.raises(data.DataError, match=r"x.jsonl row 2: not valid JSON"):
+        data.read_rows(DataConfig(source=str(p)), tmp_path)
