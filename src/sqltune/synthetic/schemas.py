@@ -1,6 +1,6 @@
-"""The data behind synthetic.py: ten database schemas and the word lists their values come from.
+"""The data behind sqltune.synthetic: ten database schemas and the word lists their values come from.
 
-The schema language is described in synthetic_domains.py. Wide tables with contact
+The schema language is described in domains.py. Wide tables with contact
 details and flags are deliberate: real schemas are wide, and the whole-domain prompts
 need 200+ words of CREATE TABLE text to reach the "hard" length bucket.
 """
@@ -66,12 +66,29 @@ VOCAB = {  # generators that pick one word or phrase from a list
     "color": W("black white silver red blue green grey navy pink yellow"),
     "league": W("Premier_League La_Liga Serie_A Bundesliga Ligue_1 Eredivisie Primeira_Liga "
                 "Super_Lig Scottish_Premiership MLS"),
-    "cinema": W("Odeon Rex Lumiere Grand_Palace Electric Roxy Majestic Regent Starlight Paradiso "
+    "cinema_brand": W("Odeon Rex Lumiere Grand_Palace Electric Roxy Majestic Regent Starlight Paradiso "
                 "Empire Orpheum"),
     "branch": W("Central Riverside Northgate Old_Town Harbour Hillside Westfield University "
                 "Eastbrook Market_Square"),
 }
 
+
+PATTERNS = {  # generators that fill a pattern; domains.py FIELDS lists the {fields}
+    "address": ["{n} {last} Street", "{n} {last} Road", "{n} {last} Avenue", "{n} {last} Lane"],
+    "company": ["{last} Ltd", "{last} Group", "{last} Holdings", "{last} Trading", "{last} Supplies",
+                "{last} Industries", "{last} & Partners", "{last} Press", "{last} Books"],
+    "product": ["{kind} {item}"],
+    "title": ["The {adj} {noun}", "{adj} {noun}", "{noun} of {city}"],
+    "band": ["The {adj} {noun}s"],
+    "team": ["{city} United", "{city} City", "{city} Rovers", "{city} Athletic", "{city} Wanderers",
+             "{city} Rangers", "{city} FC"],
+    "airport": ["{city} International Airport", "{city} Central Airport", "{city} Regional Airport"],
+    "codename": ["Project {adj} {noun}"],
+    "stadium": ["{last} Park", "{last} Stadium", "{last} Arena", "{last} Ground"],
+    "cinema": ["{brand} {city}"],
+    "office": ["{city} Central Office", "{city} North Office", "{city} South Office",
+               "{city} Riverside Office"],
+}
 
 SCHEMAS = {
     "shop": """
@@ -79,8 +96,8 @@ customers (customer, 150): customer_id pk, full_name label person, email - email
     street_address - address?, city cat city, country cat country, postal_code - postcode?,
     birth_date date date:1950:2005?, signup_date date date:2016:2024, loyalty_points num int:0:5000,
     customer_segment cat retail/business/vip, is_active - flag, marketing_opt_in - flag
-categories (category, 12): category_id pk,
-    category_name label Electronics/Books/Toys/Garden/Kitchen/Sports/Clothing/Beauty/Music/Office/Pet_Supplies/Automotive,
+categories (category, 12): category_id pk, category_name label
+    Electronics/Books/Toys/Garden/Kitchen/Sports/Clothing/Beauty/Music/Office/Pet_Supplies/Automotive,
     vat_rate num int:5:20
 suppliers (supplier, 25): supplier_id pk, company_name label company, contact_name - person,
     contact_email - email, phone - phone, city cat city, country cat country, rating num real:1:5?,
@@ -90,7 +107,8 @@ products (product, 120): product_id pk, product_name label product, category_id 
     stock_quantity num int:0:500, weight_kg num real:0.1:25?, color cat color?,
     launch_date date date:2016:2024, is_discontinued - flag
 orders (order, 400): order_id pk, customer_id fk customers, order_date date date:2020:2024,
-    status cat pending/shipped/delivered/cancelled/returned, payment_method cat card/paypal/bank_transfer/gift_card,
+    status cat pending/shipped/delivered/cancelled/returned,
+    payment_method cat card/paypal/bank_transfer/gift_card,
     shipping_city cat city, shipping_cost num money:0:40, total_amount num money:10:2500,
     delivered_date date after:order_date:1:14?
 order_items (order item, 900): order_item_id pk, order_id fk orders, product_id fk products,
@@ -115,8 +133,8 @@ courses (course, 28): course_id pk, course_title label course, department_id fk 
 enrollments (enrollment, 900): enrollment_id pk, student_id fk students, course_id fk courses,
     enrollment_date date date:2019:2024, grade cat A/B/C/D/F?, final_score num int:35:100?,
     attendance_rate num real:40:100?
-clubs (club, 14): club_id pk,
-    club_name label Chess/Debate/Robotics/Drama/Photography/Hiking/Choir/Film/Astronomy/Volunteering/Coding/Jazz_Band/Chess_Club/Gardening,
+clubs (club, 14): club_id pk, club_name label
+    Chess/Debate/Robotics/Drama/Photography/Hiking/Choir/Film/Astronomy/Volunteering/Coding/Jazz_Band/Poetry/Gardening,
     founded_year num year:1950:2022, meeting_day cat Monday/Tuesday/Wednesday/Thursday/Friday,
     advisor_teacher_id fk teachers, budget num money:200:15000
 club_memberships (club membership, 250): membership_id pk, club_id fk clubs, student_id fk students,
@@ -263,7 +281,7 @@ movies (movie, 150): movie_id pk, title label title, genre cat movie_genre,
     critic_score num real:2:9.8?
 actors (actor, 200): actor_id pk, full_name label person, nationality cat nationality,
     birth_year num year:1940:2008, gender cat female/male, agent_phone - phone?, awards_won num int:0:9
-movie_cast (cast member, 600): cast_id pk, movie_id fk movies, actor_id fk actors,
+cast_members (cast member, 600): cast_id pk, movie_id fk movies, actor_id fk actors,
     character_name - person, billing_order num int:1:15, fee_thousands num int:10:20000?
 cinemas (cinema, 20): cinema_id pk, city cat city, cinema_name label cinema,
     street_address - address, screen_count num int:1:16, opened_year num year:1950:2022,

@@ -1,0 +1,323 @@
+"""Schemas, rows and SQLite files for the synthetic text-to-SQL databases.
+
+Each domain is written in a tiny schema language, one table per paragraph:
+
+    customers (customer, 150): customer_id pk, full_name label person, city cat city?
+
+reads "table customers, a row is a customer, 150 rows; then for each column its name,
+its role and its value generator". A trailing `?` lets about 8% of the values be NULL;
+every other column is declared NOT NULL. The role tells the question templates in
+questions.py and joins.py how a column may be used:
+
+    pk     INTEGER PRIMARY KEY, numbered 1..rows
+    fk     foreign key; the generator is the parent table
+    label  what a row is called (a name, a title): shown in answers, matched with LIKE
+    cat    a category: filtered with = and IN, grouped on
+    num    a number: compared, averaged, summed, sorted on
+    date   an ISO date: compared, bucketed by year
+    -      only there to make the schema realistic (phones, e-mails, flags)
+
+A string language instead of dataclass literals keeps ten schemas of ~540 columns in one
+readable file (schemas.py); the cost is a small parser, which rejects any role or
+generator it does not know. Rows come from random.Random seeded with the domain name, so they do not
+depend on the question seed: every seed asks about the same databases.
+"""
+
+import hashlib
+import os
+import random
+import re
+import sqlite3
+import tempfile
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from functools import cache
+from pathlib import Path
+
+from sqltune.synthetic.schemas import (ADJ, CITIES, COUNTRIES, FIRST, LAST, NOUN, PATTERNS, PRODUCT,
+                                       SCHEMAS, VOCAB)
+
+NULL_RATE = 0.08  # share of NULLs in a column marked with `?`
+FK_COVERAGE = 0.85  # share of parent rows that children point at (so anti-joins find rows)
+
+
+@dataclass
+class Column:
+    name: str
+    role: str  # pk, fk, label, cat, num, date or -
+    gen: str  # value generator; for a fk, the parent table
+    nullable: bool
+    sql_type: str
+    ref: str = ""  # "customers(customer_id)" for a fk
+
+
+@dataclass
+class Table:
+    name: str
+    singular: str
+    n_rows: int
+    columns: list[Column]
+
+    @property
+    def pk(self) -> Column:
+        return self.columns[0]
+
+    @property
+    def label(self) -> Column:
+        """The column that names a row; the primary key when nothing better exists."""
+        return next((c for c in self.columns if c.role == "label"), self.pk)
+
+
+@dataclass(eq=False)  # compared and hashed by identity: one cached Domain per name
+class Domain:
+    name: str
+    tables: dict[str, Table]
+    rows: dict[str, list[dict]]  # table name -> rows as {column: value}
+    by_pk: dict[str, dict[int, dict]] = field(default_factory=dict)
+    ddl: dict[str, str] = field(default_factory=dict)  # table name -> full CREATE TABLE
+    _values: dict[tuple[str, str], list] = field(default_factory=dict)
+
+    def values(self, table: str, column: str) -> list:
+        """Sorted distinct non-NULL values of one column."""
+        key = table, column
+        if key not in self._values:
+            self._values[key] = sorted({r[column] for r in self.rows[table] if r[column] is not None})
+        return self._values[key]
+
+ROLES = {"pk", "fk", "label", "cat", "num", "date", "-"}
+HEADER = re.compile(r"(\w+) \(([\w ]+), (\d+)\): (.*)")
+
+
+def parse_schema(spec: str) -> dict[str, Table]:
+    """Turn one domain's schema text into tables, checking roles, generators and fks."""
+    tables: dict[str, Table] = {}
+    for para in re.sub(r"\n\s+", " ", spec.strip()).splitlines():
+        m = HEADER.fullmatch(para.strip())
+        if not m:
+            raise ValueError(f"bad table line: {para!r}")
+        columns = []
+        for item in m[4].split(","):
+            name, role, *gen = item.split()
+            if role not in ROLES or len(gen) > 1:
+                raise ValueError(f"bad column {item.strip()!r} in table {m[1]}")
+            gen = gen[0] if gen else ""
+            nullable = gen.endswith("?")
+            col = Column(name, role, gen.rstrip("?"), nullable, sql_type(role, gen.rstrip("?")))
+            if role == "fk":
+                if col.gen not in tables:
+                    raise ValueError(f"{m[1]}.{name}: unknown parent table {col.gen!r}")
+                col.ref = f"{col.gen}({tables[col.gen].pk.name})"
+            columns.append(col)
+        if columns[0].role != "pk":
+            raise ValueError(f"{m[1]}: the first column must be the primary key")
+        tables[m[1]] = Table(m[1], m[2], int(m[3]), columns)
+    return tables
+
+
+def sql_type(role: str, gen: str) -> str:
+    head = gen.split(":")[0]
+    if role in ("pk", "fk") or head in ("int", "year", "flag"):
+        return "INTEGER"
+    if head in ("money", "real"):
+        return "REAL"
+    if head in ("date", "after"):
+        return "DATE"
+    if head in GENERATORS or head in VOCAB or head == "code" or "/" in gen:
+        return "TEXT"
+    raise ValueError(f"unknown value generator {gen!r}")
+
+
+def _city(rng, row):
+    row["_city"], row["_country"] = rng.choice(CITIES)
+    return row["_city"]
+
+
+def _person(rng, row):
+    row["_person"] = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+    return row["_person"]
+
+
+def _email(rng, row):
+    name = row.get("_person") or f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+    host = rng.choice(["gmail.com", "outlook.com", "yahoo.com", "proton.me", "mail.com"])
+    return f"{name.lower().replace(' ', '.')}{rng.randint(1, 99)}@{host}"
+
+
+FIELDS = {  # the {fields} a PATTERNS entry may use
+    "city": lambda rng, row: row.get("_city") or _city(rng, row),
+    "first": lambda rng, row: rng.choice(FIRST),
+    "last": lambda rng, row: rng.choice(LAST),
+    "adj": lambda rng, row: rng.choice(ADJ),
+    "noun": lambda rng, row: rng.choice(NOUN),
+    "item": lambda rng, row: rng.choice(PRODUCT[1]),
+    "kind": lambda rng, row: rng.choice(PRODUCT[0]),
+    "brand": lambda rng, row: rng.choice(VOCAB["cinema_brand"]),
+    "n": lambda rng, row: rng.randint(1, 250),
+}
+
+
+def _pattern(name: str):
+    def make(rng, row):
+        pattern = rng.choice(PATTERNS[name])
+        return pattern.format(**{f: FIELDS[f](rng, row) for f in re.findall(r"{(\w+)}", pattern)})
+    return make
+
+
+GENERATORS = {  # name -> f(rng, row); `row` holds the columns made so far, plus _hints
+    "person": _person,
+    "email": _email,
+    "city": _city,
+    "country": lambda rng, row: row.get("_country") or rng.choice(COUNTRIES),
+    "nationality": lambda rng, row: rng.choice(COUNTRIES),
+    "phone": lambda rng, row: f"+{rng.randint(1, 99)} {rng.randint(100, 999)} {rng.randint(10**6, 10**7 - 1)}",
+    "postcode": lambda rng, row: str(rng.randint(10000, 99999)),
+    "handle": lambda rng, row: f"{rng.choice(ADJ).lower()}_{rng.choice(NOUN).lower()}{rng.randint(1, 99)}",
+    "isbn": lambda rng, row: f"978-{rng.randint(0, 9)}-{rng.randint(1000, 9999)}-{rng.randint(1000, 9999)}",
+    "seat": lambda rng, row: f"{rng.randint(1, 40)}{rng.choice('ABCDEF')}",
+    "time": lambda rng, row: f"{rng.randint(6, 23):02d}:{rng.choice(range(0, 60, 5)):02d}",
+    **{name: _pattern(name) for name in PATTERNS},
+}
+
+
+def make_value(gen: str, rng: random.Random, row: dict):
+    """One value from a generator spec: a GENERATORS name, a VOCAB list, a/b/c, or head:args."""
+    head, *args = gen.split(":")
+    if head in GENERATORS:
+        return GENERATORS[head](rng, row)
+    if head in VOCAB:
+        return rng.choice(VOCAB[head])
+    if "/" in gen:
+        return rng.choice(gen.split("/")).replace("_", " ")
+    if head == "code":  # code:BA:4 -> "BA" and 4 digits
+        return args[0] + str(rng.randint(10 ** (int(args[1]) - 1), 10 ** int(args[1]) - 1))
+    if head in ("int", "year"):
+        return rng.randint(int(args[0]), int(args[1]))
+    if head == "flag":
+        return int(rng.random() < 0.5)
+    if head in ("money", "real"):
+        return round(rng.uniform(float(args[0]), float(args[1])), 2 if head == "money" else 1)
+    if head == "date":  # date:2015:2024, any day of those years
+        start = date(int(args[0]), 1, 1)
+        return (start + timedelta(rng.randrange((date(int(args[1]) + 1, 1, 1) - start).days))).isoformat()
+    if head == "after":  # after:loan_date:7:30, days after another date column
+        if row[args[0]] is None:
+            return None
+        days = rng.randint(int(args[1]), int(args[2]))
+        return (date.fromisoformat(row[args[0]]) + timedelta(days)).isoformat()
+    raise ValueError(f"unknown value generator {gen!r}")
+
+
+def make_rows(tables: dict[str, Table], rng: random.Random) -> dict[str, list[dict]]:
+    """Fill tables in order; labels are unique where the generator allows it."""
+    rows: dict[str, list[dict]] = {}
+    for t in tables.values():
+        parents = {c.name: _fk_targets(rows[c.gen], tables[c.gen], rng) for c in t.columns if c.role == "fk"}
+        labels: set = set()
+        out = []
+        for i in range(1, t.n_rows + 1):
+            row: dict = {}
+            for c in t.columns:
+                if c.role == "pk":
+                    row[c.name] = i
+                elif c.role == "fk":
+                    row[c.name] = _pick_parent(rng, parents[c.name], row, t, c)
+                elif c.nullable and rng.random() < NULL_RATE:
+                    row[c.name] = None
+                elif c.role == "label":
+                    row[c.name] = _unique(c.gen, rng, row, labels)
+                else:
+                    row[c.name] = make_value(c.gen, rng, row)
+            out.append({k: v for k, v in row.items() if not k.startswith("_")})
+        rows[t.name] = out
+    return rows
+
+
+def _unique(gen: str, rng: random.Random, row: dict, seen: set, tries: int = 30):
+    """A value not in `seen`, if `tries` draws find one (a short word list may repeat)."""
+    for _ in range(tries):
+        value = make_value(gen, rng, row)
+        if value not in seen:
+            break
+    seen.add(value)
+    return value
+
+
+def _fk_targets(parent_rows: list[dict], parent: Table, rng: random.Random) -> list[int]:
+    """The parent ids children may point at: all but 1 - FK_COVERAGE of them."""
+    ids = [r[parent.pk.name] for r in parent_rows]
+    return rng.sample(ids, max(1, round(len(ids) * FK_COVERAGE)))
+
+
+def _pick_parent(rng, targets, row, table, col):
+    """A parent id; a second fk to the same parent (home/away team) gets a different one."""
+    taken = {row[c.name] for c in table.columns if c.role == "fk" and c.gen == col.gen and c.name in row}
+    choice = rng.choice(targets)
+    while choice in taken and len(targets) > len(taken):
+        choice = rng.choice(targets)
+    return choice
+
+
+def create_table(table: Table, keep: set[str] | None = None) -> str:
+    """CREATE TABLE text; with `keep`, only the primary key and those columns."""
+    parts = []
+    for c in table.columns:
+        if keep is not None and c.role != "pk" and c.name not in keep:
+            continue
+        text = f"{c.name} {c.sql_type}"
+        text += " PRIMARY KEY" if c.role == "pk" else "" if c.nullable else " NOT NULL"
+        text += f" REFERENCES {c.ref}" if c.ref else ""
+        parts.append(text)
+    return f"CREATE TABLE {table.name} ({', '.join(parts)});"
+
+
+@cache
+def load_domain(name: str) -> Domain:
+    """Parse a domain's schema and make its rows (cached: the same for every caller)."""
+    tables = parse_schema(SCHEMAS[name])
+    domain = Domain(name, tables, make_rows(tables, random.Random(f"sqltune-{name}")))
+    for t in tables.values():
+        domain.by_pk[t.name] = {r[t.pk.name]: r for r in domain.rows[t.name]}
+        domain.ddl[t.name] = create_table(t)
+    return domain
+
+
+def write_database(domain: Domain, db_dir: Path) -> Path:
+    """Write `<db_dir>/<name>.sqlite` unless an identical one is there already.
+
+    The content hash sits in PRAGMA user_version. The file is built under a temporary
+    name and moved into place with os.replace, so a process reading it (or another
+    process writing it at the same time) never sees half a database.
+    """
+    path = db_dir / f"{domain.name}.sqlite"
+    digest = hashlib.sha256()
+    for t in domain.tables.values():
+        digest.update(domain.ddl[t.name].encode())
+        digest.update(repr([tuple(r.values()) for r in domain.rows[t.name]]).encode())
+    version = int(digest.hexdigest()[:7], 16)
+    if path.exists() and _user_version(path) == version:
+        return path
+    fd, tmp = tempfile.mkstemp(prefix=f".{domain.name}-", suffix=".sqlite", dir=db_dir)
+    os.close(fd)
+    try:
+        with closing(sqlite3.connect(tmp)) as con:
+            for t in domain.tables.values():
+                con.execute(domain.ddl[t.name])
+                marks = ", ".join("?" * len(t.columns))
+                con.executemany(f"INSERT INTO {t.name} VALUES ({marks})",
+                                [tuple(r.values()) for r in domain.rows[t.name]])
+            con.execute(f"PRAGMA user_version = {version}")
+            con.commit()
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def _user_version(path: Path) -> int | None:
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+            return con.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError:  # not a database (a damaged or foreign file): rebuild it
+        return None
