@@ -149,9 +149,29 @@ def cmd_merge(ns: argparse.Namespace) -> int:
 
     from sqltune import model, platform
 
-    net, tokenizer, hp = model.load_checkpoint(platform.find_checkpoint(ns.checkpoint))
-    print(f"merged model written to {model.merge_lora(net, tokenizer, hp, Path(ns.output))}")
+    print(f"merged model written to {model.merge_lora(platform.find_checkpoint(ns.checkpoint), Path(ns.output))}")
     return 0
+
+
+def cmd_search(ns: argparse.Namespace) -> int:
+    from sqltune import compare, search
+
+    s = search.load(ns.config, ns.set)
+    if ns.dry_run:
+        print(search.describe(s))
+        return 0
+    if ns.worker:
+        return search.run_worker(s)
+    code = search.run(s, ns.parallel)
+    compare.print_table(compare.load([s.folder]))
+    print(f"report: sqltune compare {s.folder} | dashboard: optuna-dashboard {s.storage_url}")
+    return code
+
+
+def cmd_compare(ns: argparse.Namespace) -> int:
+    from sqltune import compare
+
+    return compare.main(ns.runs, ns.experiment, ns.output, ns.metric)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -186,6 +206,22 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("--checkpoint", required=True)
     mg.add_argument("--output", required=True, help="folder for the merged model")
     mg.set_defaults(func=cmd_merge)
+
+    s = sub.add_parser("search", help="run a search YAML's trials here with Optuna (grid, random, adaptive_asha)")
+    s.add_argument("config", help="experiment YAML with a grid / random / adaptive_asha searcher")
+    s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every trial")
+    s.add_argument("--parallel", type=int, default=1, metavar="N", help="trials at once, one process each")
+    s.add_argument("--dry-run", action="store_true", help="list the trials and where they go; train nothing")
+    s.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --parallel's processes
+    s.set_defaults(func=cmd_search)
+
+    c = sub.add_parser("compare", help="HTML report, plots, TensorBoard HParams and a table of runs or searches")
+    c.add_argument("runs", nargs="*", help="run folders, search folders, or folders holding them")
+    c.add_argument("--experiment", type=int, nargs="+", default=[], metavar="ID",
+                   help="Determined experiment IDs, read from the master (DET_MASTER, `det user login`)")
+    c.add_argument("--output", default="sqltune-compare", help="report folder (default ./sqltune-compare)")
+    c.add_argument("--metric", help="rank by this metric (default: the searcher's, else eval_loss)")
+    c.set_defaults(func=cmd_compare)
     return p
 
 

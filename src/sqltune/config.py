@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import os
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -62,6 +65,15 @@ class LoraConfig(_Strict):
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
 
+class QuantizationConfig(_Strict):
+    """QLoRA: the frozen base loaded in 4 or 8 bits by bitsandbytes (transformers' BitsAndBytesConfig)."""
+
+    bits: Literal[4, 8] = 4
+    quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type (bnb_4bit_quant_type)")
+    double_quant: bool = Field(True, description="quantise the quantisation constants too")
+    compute_dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
+
+
 class DataConfig(_Strict):
     source: str = Field("synthetic", description="'synthetic', a hub dataset name, or a local file/glob")
     subset: Literal["easy", "medium", "hard", "all"] = "easy"
@@ -92,6 +104,7 @@ class Hyperparameters(_Strict):
     data: DataConfig = DataConfig()
     format: FormatConfig = FormatConfig()
     lora: LoraConfig = LoraConfig(enabled=False)
+    quantization: QuantizationConfig | None = None
     eval: EvalConfig = EvalConfig()
     training_args: dict[str, Any]
 
@@ -201,12 +214,16 @@ def _pydantic_problems(err: ValidationError) -> list[str]:
 def _check_training_args(targs: dict[str, Any], base: Path | None, problems: list[str]) -> None:
     import transformers  # deferred: the import is slow, and config errors should come fast
 
-    known = {f.name for f in dataclasses.fields(transformers.TrainingArguments)}
-    for key in targs:
+    known = {f.name: f.type for f in dataclasses.fields(transformers.TrainingArguments)}
+    for key, value in targs.items():
         if key not in known:
             problems.append(f"hyperparameters.training_args.{key}: not a transformers.TrainingArguments field")
+        elif (why := _scalar_problem(value, known[key])) is not None:
+            problems.append(f"hyperparameters.training_args.{key}: {why}")
     if "output_dir" not in targs:
         problems.append("hyperparameters.training_args.output_dir: required field is missing")
+    if targs.get("bf16") is True and targs.get("fp16") is True:
+        problems.append("hyperparameters.training_args.fp16: can't be true together with bf16; pick one mixed precision")
     ds = targs.get("deepspeed")
     if isinstance(ds, str):
         p = Path(ds)
@@ -214,6 +231,46 @@ def _check_training_args(targs: dict[str, Any], base: Path | None, problems: lis
             p = base / ds
         if not p.is_file():
             problems.append(f"hyperparameters.training_args.deepspeed: no such file '{ds}'")
+        else:
+            try:
+                json.loads(p.read_text())
+            except json.JSONDecodeError as e:
+                problems.append(f"hyperparameters.training_args.deepspeed: '{ds}' is not valid JSON ({e.msg} at line {e.lineno})")
+    elif ds is not None and not isinstance(ds, dict):
+        problems.append(f"hyperparameters.training_args.deepspeed: expected a JSON file path or a mapping (got {ds!r})")
+
+
+_SCALARS = {bool: "a valid boolean", int: "a valid integer", float: "a valid number"}
+
+
+def _scalar_problem(value: Any, annotation: Any) -> str | None:
+    """Why `value` can't fill a TrainingArguments field typed bool, int or float (or that | None).
+
+    transformers stores whatever it is given (`learning_rate: "1e-5"` fails only at the first
+    optimizer step), so we check these scalars; strings, enums and unions are left to it.
+    """
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    kinds = set(typing.get_args(annotation)) if union else {annotation}
+    if value is None and type(None) in kinds:
+        return None
+    kinds.discard(type(None))
+    want = kinds.pop() if len(kinds) == 1 else None
+    if want not in _SCALARS:
+        return None
+    if want is bool:
+        ok = isinstance(value, bool)
+    else:
+        ok = isinstance(value, int if want is int else (int, float)) and not isinstance(value, bool)
+    if ok:
+        return None
+    hint = ""
+    if want is float and isinstance(value, str):
+        try:
+            float(value)
+            hint = "; YAML 1.1 reads 1e-5 as text: write 1.0e-5 (a dot, and a sign on any exponent)"
+        except ValueError:
+            pass
+    return f"input should be {_SCALARS[want]} (got {value!r}){hint}"
 
 
 def build(raw: dict[str, Any], overrides: list[str] = (), path: Path | None = None) -> Experiment:
@@ -247,6 +304,17 @@ def build(raw: dict[str, Any], overrides: list[str] = (), path: Path | None = No
 
 def _cross_checks(hp: Hyperparameters) -> list[str]:
     out = []
+    if hp.quantization is not None:
+        if not hp.lora.enabled:
+            out.append("hyperparameters.quantization: quantized weights can't be trained; set lora.enabled: true "
+                       "(QLoRA) or remove quantization for a full fine-tune")
+        if hp.training_args.get("deepspeed"):
+            out.append("hyperparameters.quantization: not supported with training_args.deepspeed "
+                       "(ZeRO + bitsandbytes is untested here); use one GPU per trial, or DDP")
+        import importlib.util
+
+        if importlib.util.find_spec("bitsandbytes") is None:
+            out.append("hyperparameters.quantization: needs the bitsandbytes package: pip install bitsandbytes")
     m = hp.model
     if m.from_config is not None and "model_type" not in m.from_config:
         out.append("hyperparameters.model.from_config.model_type: required field is missing (e.g. llama)")

@@ -27,7 +27,7 @@ import transformers
 from filelock import FileLock
 
 from sqltune import format as fmt
-from sqltune.config import LoraConfig, ModelConfig
+from sqltune.config import LoraConfig, ModelConfig, QuantizationConfig
 
 log = logging.getLogger(__name__)
 
@@ -87,26 +87,70 @@ def _dtype(name: str) -> Any:
     return "auto" if name == "auto" else getattr(torch, name)
 
 
-def load_model(cfg: ModelConfig, tokenizer: Any, lora: LoraConfig | None = None) -> torch.nn.Module:
-    """Base model, with a LoRA adapter when `lora.enabled`. Call after TrainingArguments exist so
-    that under ZeRO-3 the weights load partitioned."""
+def _from_config(cfg: ModelConfig, tokenizer: Any) -> transformers.PretrainedConfig:
+    extra = dict(cfg.from_config)
+    config = transformers.AutoConfig.for_model(extra.pop("model_type"), **extra)
+    config.vocab_size = max(getattr(config, "vocab_size", 0) or 0, len(tokenizer))
+    for attr in ("pad_token_id", "bos_token_id", "eos_token_id"):
+        setattr(config, attr, getattr(tokenizer, attr))
+    return config
+
+
+def _saved_from_config(cfg: ModelConfig, tokenizer: Any) -> Path:
+    """A from-config model's seeded random init, saved once: bitsandbytes quantises on load only."""
+    import hashlib
+    import json
+
+    key = hashlib.sha256(json.dumps([cfg.from_config, cfg.seed, len(tokenizer)], sort_keys=True).encode()).hexdigest()
+    folder = CACHE / "models" / f"from-config-{key[:12]}"
+    with FileLock(str(folder) + ".lock"):
+        if not (folder / "config.json").exists():
+            torch.manual_seed(cfg.seed)
+            transformers.AutoModelForCausalLM.from_config(_from_config(cfg, tokenizer)).save_pretrained(folder)
+    return folder
+
+
+def _bnb_config(q: QuantizationConfig) -> transformers.BitsAndBytesConfig:
+    if q.bits == 8:
+        return transformers.BitsAndBytesConfig(load_in_8bit=True)
+    return transformers.BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=q.quant_type,
+        bnb_4bit_use_double_quant=q.double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, q.compute_dtype),
+    )
+
+
+def load_model(
+    cfg: ModelConfig,
+    tokenizer: Any,
+    lora: LoraConfig | None = None,
+    quantization: QuantizationConfig | None = None,
+    gradient_checkpointing: bool = False,
+) -> torch.nn.Module:
+    """Base model, with a LoRA adapter when `lora.enabled`, on a 4/8-bit base when `quantization`
+    is set (QLoRA). Call after TrainingArguments exist so that under ZeRO-3 weights load partitioned."""
     kw: dict[str, Any] = {}
     if cfg.attn_implementation:
         kw["attn_implementation"] = cfg.attn_implementation
-    if cfg.from_config is not None:
-        extra = dict(cfg.from_config)
-        config = transformers.AutoConfig.for_model(extra.pop("model_type"), **extra)
-        config.vocab_size = max(getattr(config, "vocab_size", 0) or 0, len(tokenizer))
-        for attr in ("pad_token_id", "bos_token_id", "eos_token_id"):
-            setattr(config, attr, getattr(tokenizer, attr))
+    if cfg.dtype != "auto":
+        kw["dtype"] = _dtype(cfg.dtype)
+    if quantization is not None:
+        kw["quantization_config"] = _bnb_config(quantization)
+        kw["device_map"] = {"": torch.cuda.current_device()} if torch.cuda.is_available() else "cpu"
+        kw.setdefault("dtype", getattr(torch, quantization.compute_dtype))
+    if cfg.from_config is not None and quantization is None:
         torch.manual_seed(cfg.seed)
-        if cfg.dtype != "auto":
-            kw["dtype"] = _dtype(cfg.dtype)
-        model = transformers.AutoModelForCausalLM.from_config(config, **kw)
+        model = transformers.AutoModelForCausalLM.from_config(_from_config(cfg, tokenizer), **kw)
     else:
-        path, extra = _source(cfg.name)
-        model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(cfg.dtype), **kw, **extra)
+        path, extra = ((str(_saved_from_config(cfg, tokenizer)), {}) if cfg.from_config is not None
+                       else _source(cfg.name))
+        model = transformers.AutoModelForCausalLM.from_pretrained(path, **kw, **extra)
     install_masked_loss(model)
+    if quantization is not None:
+        import peft
+
+        model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     if lora is not None and lora.enabled:
         model = add_lora(model, lora)
     return model
@@ -189,11 +233,12 @@ def masked_loss_forward(
 # ---- checkpoints for inference -----------------------------------------------------------------
 
 
-def load_checkpoint(ckpt: Path) -> tuple[torch.nn.Module, Any, Any]:
+def load_checkpoint(ckpt: Path, *, dequantize: bool = False) -> tuple[torch.nn.Module, Any, Any]:
     """(model, tokenizer, hyperparameters) from an HF `checkpoint-N` folder written by a run.
 
     A LoRA checkpoint holds only the adapter: the base is rebuilt from the saved config (a hub
-    name, the shipped SmolLM2, or a seeded from-config model) and the adapter loaded onto it.
+    name, the shipped SmolLM2, or a seeded from-config model), quantised again if the run was
+    QLoRA (and then, with `dequantize`, turned back into plain weights), and the adapter loaded onto it.
     """
     import yaml
 
@@ -210,7 +255,9 @@ def load_checkpoint(ckpt: Path) -> tuple[torch.nn.Module, Any, Any]:
     if (ckpt / "adapter_config.json").exists():
         import peft
 
-        base = load_model(hp.model, tokenizer, lora=None)
+        base = load_model(hp.model, tokenizer, lora=None, quantization=hp.quantization)
+        if dequantize and hp.quantization is not None:
+            base = base.dequantize()
         model = peft.PeftModel.from_pretrained(base, ckpt)
     else:
         model = transformers.AutoModelForCausalLM.from_pretrained(ckpt, dtype=_dtype(hp.model.dtype))
@@ -219,10 +266,18 @@ def load_checkpoint(ckpt: Path) -> tuple[torch.nn.Module, Any, Any]:
     return model, tokenizer, hp
 
 
-def merge_lora(model: torch.nn.Module, tokenizer: Any, hp: Any, out_dir: Path) -> Path:
-    """Fold a LoRA adapter into its base weights and save a plain model folder for serving."""
+def merge_lora(ckpt: Path, out_dir: Path) -> Path:
+    """Fold a LoRA adapter into its base and save a plain model folder for serving.
+
+    QLoRA: the 4/8-bit base is dequantised first, then the adapter merged. The merged weights are
+    W_dequant + BA: exactly the function the adapter was trained against, stored in the compute
+    dtype (4x the bytes of NF4). What it costs is the base's quantisation error, which training saw
+    too: NF4 rounds each weight to one of 16 levels per 64-weight block. Merging into the original
+    full-precision base instead would change the function the adapter learned to correct.
+    """
     import yaml
 
+    model, tokenizer, hp = load_checkpoint(ckpt, dequantize=True)
     if not hasattr(model, "merge_and_unload"):
         raise ValueError("--merge: this checkpoint is a full model already; nothing to merge")
     merged = model.merge_and_unload()
@@ -234,5 +289,6 @@ def merge_lora(model: torch.nn.Module, tokenizer: Any, hp: Any, out_dir: Path) -
     saved = hp.model_dump()
     saved["model"] = {**saved["model"], "name": str(out_dir), "from_config": None}
     saved["lora"] = {"enabled": False}
+    saved["quantization"] = None
     (out_dir / "sqltune_config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
     return out_dir

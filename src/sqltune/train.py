@@ -60,8 +60,17 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def run(exp: config.Experiment, trial: platform.Trial, *, fresh: bool = False) -> dict[str, Any]:
-    """Train one trial; returns the summary also written to `<output_dir>/summary.json`."""
+def run(
+    exp: config.Experiment,
+    trial: platform.Trial,
+    *,
+    fresh: bool = False,
+    callbacks: list[transformers.TrainerCallback] = (),
+) -> dict[str, Any]:
+    """Train one trial; returns the summary also written to `<output_dir>/summary.json`.
+
+    `callbacks` run after our CoreCallback (`sqltune search` feeds Optuna and prunes through one).
+    """
     started = time.time()
     hp = exp.hparams
     targs = hp.training_args
@@ -77,6 +86,12 @@ def run(exp: config.Experiment, trial: platform.Trial, *, fresh: bool = False) -
             for name in (platform.METRICS, platform.LATEST, SUMMARY):
                 (out_dir / name).unlink(missing_ok=True)
         args = transformers.TrainingArguments(**targs)
+        if args.deepspeed and torch.distributed.is_initialized():
+            # With `use_cpu` HF starts torch.distributed but not deepspeed.comm, and ZeRO-3's
+            # zero.Init would then size the "auto" batch for a world of 1. A no-op on GPUs.
+            import deepspeed
+
+            deepspeed.init_distributed()
         platform.check_searcher(trial.searcher, args)
 
         tokenizer = model.load_tokenizer(hp.model)
@@ -86,7 +101,8 @@ def run(exp: config.Experiment, trial: platform.Trial, *, fresh: bool = False) -
         eval_ds = tok.tokenize_split(splits["valid"], tokenizer, fmt.system_prompt, fmt.max_length, "valid")
         log.info("data: %d train, %d valid samples (%s, %s)", len(train_ds), len(eval_ds), hp.data.source, hp.data.subset)
 
-        net = model.load_model(hp.model, tokenizer, hp.lora)
+        transformers.set_seed(args.seed)  # LoRA's random init happens here, before the Trainer seeds
+        net = model.load_model(hp.model, tokenizer, hp.lora, hp.quantization, args.gradient_checkpointing)
         trainable, total = model.count_parameters(net)
         generation = None
         if hp.eval.generate_samples:
@@ -99,7 +115,7 @@ def run(exp: config.Experiment, trial: platform.Trial, *, fresh: bool = False) -
             eval_dataset=eval_ds,
             data_collator=tok.Collator(pad_id=tokenizer.pad_token_id),
             processing_class=tokenizer,
-            callbacks=[callback],
+            callbacks=[callback, *callbacks],
             extra_eval=generation,
         )
 
