@@ -190,8 +190,8 @@ def _normalise_shorthands(hp: dict[str, Any], problems: list[str]) -> dict[str, 
     elif isinstance(hp.get("lora"), dict):
         hp["lora"] = {"enabled": True, **hp["lora"]}
         if hp["lora"]["enabled"] is False and len(hp["lora"]) > 1:
-            extra = ", ".join(f"lora.{k}" for k in hp["lora"] if k != "enabled")
-            problems.append(f"{extra} set but lora.enabled is false (full fine-tune): remove them or enable LoRA")
+            extra = ", ".join(f"hyperparameters.lora.{k}" for k in hp["lora"] if k != "enabled")
+            problems.append(f"{extra} set but hyperparameters.lora.enabled is false (full fine-tune): remove them or enable LoRA")
     if "dataset_subset" in hp:
         hp.setdefault("data", {})
         hp["data"] = {**hp["data"], "subset": hp.pop("dataset_subset")}
@@ -294,7 +294,8 @@ def build(raw: dict[str, Any], overrides: list[str] = (), path: Path | None = No
     try:
         hparams = Hyperparameters.model_validate(hp)
     except ValidationError as e:
-        problems.extend(_pydantic_problems(e))
+        open_spaces = {p.split(" ")[0] for p in problems if "is a search space" in p}
+        problems.extend(p for p in _pydantic_problems(e) if p.split(":")[0] not in open_spaces)
     if hparams is not None:
         problems.extend(_cross_checks(hparams))
     if problems:
