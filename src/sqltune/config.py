@@ -89,6 +89,8 @@ class DataConfig(_Strict):
 class FormatConfig(_Strict):
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_length: PositiveInt = 2048
+    padding_free: bool | None = Field(
+        None, description="lay each batch end to end, no padding; None = on for model types known to support it")
 
 
 class EvalConfig(_Strict):

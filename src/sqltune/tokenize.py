@@ -68,12 +68,28 @@ class Collator:
     {'input_ids': tensor([[5, 6, 7], [5, 0, 0]]),
      'labels': tensor([[-100, 6, 7], [5, -100, -100]]),
      'attention_mask': tensor([[1, 1, 1], [1, 0, 0]])}
+
+    With `padding_free`, the samples are laid end to end in one row instead, with position ids
+    restarting at each sample and no attention mask: transformers then builds a block-diagonal
+    causal mask from the position ids (sdpa, eager, flex) or runs varlen flash attention, so no
+    token attends across samples and no compute is spent on padding. Each sample's first label is
+    -100, so no token learns to predict the next sample. The model must run with `use_cache=False`
+    (as `masked_loss_forward` does): transformers skips packed-sequence detection when a KV cache exists.
+
+    >>> Collator(pad_id=0, padding_free=True)([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
+    ...                                         {"input_ids": [5, 8], "labels": [5, 8]}])
+    {'input_ids': tensor([[5, 6, 7, 5, 8]]),
+     'labels': tensor([[-100, 6, 7, -100, 8]]),
+     'position_ids': tensor([[0, 1, 2, 0, 1]])}
     """
 
     pad_id: int
     pad_to_multiple_of: int | None = None
+    padding_free: bool = False
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if self.padding_free:
+            return self._flatten(features)
         longest = max(len(f["input_ids"]) for f in features)
         if self.pad_to_multiple_of:
             m = self.pad_to_multiple_of
@@ -87,3 +103,13 @@ class Collator:
             labels[i, :n] = torch.as_tensor(f["labels"])
             mask[i, :n] = 1
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+    @staticmethod
+    def _flatten(features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        ids, labels, positions = [], [], []
+        for f in features:
+            ids.extend(f["input_ids"])
+            labels.extend([IGNORE, *f["labels"][1:]])
+            positions.extend(range(len(f["input_ids"])))
+        as_row = lambda xs: torch.tensor([xs], dtype=torch.long)  # noqa: E731
+        return {"input_ids": as_row(ids), "labels": as_row(labels), "position_ids": as_row(positions)}

@@ -24,6 +24,8 @@ from sqltune import tokenize as tok
 
 log = logging.getLogger(__name__)
 SUMMARY = "summary.json"
+# Model types whose attention builds its mask from packed position ids (transformers' create_causal_mask).
+PADDING_FREE_TYPES = {"llama", "mistral", "mixtral", "qwen2", "qwen3"}
 
 
 class SQLTrainer(transformers.Trainer):
@@ -104,6 +106,10 @@ def run(
         transformers.set_seed(args.seed)  # LoRA's random init happens here, before the Trainer seeds
         net = model.load_model(hp.model, tokenizer, hp.lora, hp.quantization, args.gradient_checkpointing)
         trainable, total = model.count_parameters(net)
+        padding_free = fmt.padding_free
+        if padding_free is None:
+            padding_free = net.config.model_type in PADDING_FREE_TYPES
+        log.info("batches: %s", "padding-free (samples end to end)" if padding_free else "padded")
         generation = None
         if hp.eval.generate_samples:
             generation = evaluate.GenerationEval(list(splits["valid"]), tokenizer, fmt.system_prompt, hp.eval, out_dir)
@@ -113,7 +119,7 @@ def run(
             args=args,
             train_dataset=train_ds,
             eval_dataset=eval_ds,
-            data_collator=tok.Collator(pad_id=tokenizer.pad_token_id),
+            data_collator=tok.Collator(pad_id=tokenizer.pad_token_id, padding_free=padding_free),
             processing_class=tokenizer,
             callbacks=[callback, *callbacks],
             extra_eval=generation,
