@@ -36,6 +36,7 @@ EXPECTED = {  # every non-search experiment YAML we ship
     "deepspeed.yaml",
     "experiments/local.yaml",
     "experiments/tiny-cpu.yaml",
+    "experiments/mistral-qlora.yaml",
     *(f"experiments/tinyllama/{kind}-{subset}.yaml" for kind in ("lora", "full") for subset in ("easy", "medium", "hard")),
 }
 
@@ -94,7 +95,7 @@ def load(rel: str) -> config.Experiment:
 
 def test_every_shipped_yaml_is_known() -> None:
     assert set(PLAIN) == EXPECTED, "a YAML was added or removed: update EXPECTED knowingly"
-    assert len(PLAIN) == 10
+    assert len(PLAIN) == 11
 
 
 @pytest.mark.parametrize("rel", ALL)
