@@ -16,6 +16,7 @@ import sys
 from typing import Any
 
 from sqltune.config import ConfigError
+from sqltune.evaluate import GROUPS, SQL_METRICS
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError,)
 
@@ -35,8 +36,6 @@ def _setup_logging(verbose: bool) -> None:
     logging.getLogger("determined").setLevel(logging.WARNING if not verbose else logging.INFO)
 
 
-SQL_METRICS = ("bleu", "exact_match", "execution_accuracy", "valid_sql")
-GROUPS = ("easy", "medium", "hard", "hardness_easy", "hardness_medium", "hardness_hard", "hardness_extra")
 
 
 def metrics_table(metrics: dict[str, float], title: str) -> Any:

@@ -25,7 +25,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqltune.cli import GROUPS, SQL_METRICS
+from sqltune.evaluate import GROUPS, SQL_METRICS
 from sqltune.config import ConfigError, LoraConfig
 from sqltune.platform import METRICS
 from sqltune.search import STUDY_DB
@@ -208,11 +208,11 @@ def add_experiment(comp: Comparison, experiment: Any) -> None:
 
 def fetch_experiments(comp: Comparison, ids: list[int]) -> None:
     """Experiments from the master at DET_MASTER (log in first with `det user login`)."""
-    from determined.experimental import client
+    from sqltune import platform
 
     for eid in ids:
         try:
-            add_experiment(comp, client.get_experiment(eid))
+            add_experiment(comp, platform.get_experiment(eid))
         except Exception as e:  # noqa: BLE001 - unreachable master, no login, unknown ID: one message
             raise ConfigError([f"experiment {eid}: {type(e).__name__}: {e}"], "--experiment") from None
 

@@ -121,7 +121,7 @@ class Experiment:
     resolved: dict[str, Any]  # hyperparameters as plain values, written beside every checkpoint
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError([f"no such config file '{path}'"])
     try:
@@ -328,7 +328,7 @@ def _cross_checks(hp: Hyperparameters) -> list[str]:
 
 def load(path: str | os.PathLike, overrides: list[str] = ()) -> Experiment:
     path = Path(path)
-    return build(_read_yaml(path), overrides, path)
+    return build(read_yaml(path), overrides, path)
 
 
 def checkpoint_dir(raw: dict[str, Any], output_dir: str) -> Path:

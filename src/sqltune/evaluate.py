@@ -30,6 +30,9 @@ from sqltune.config import EvalConfig
 
 log = logging.getLogger(__name__)
 
+SQL_METRICS = ("bleu", "exact_match", "execution_accuracy", "valid_sql")
+GROUPS = ("easy", "medium", "hard", "hardness_easy", "hardness_medium", "hardness_hard", "hardness_extra")
+
 
 def _world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():

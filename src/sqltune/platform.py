@@ -290,3 +290,10 @@ def find_checkpoint(ref: str, search_root: Path = Path(".")) -> Path:
     if inner is None:
         raise FileNotFoundError(f"--checkpoint: {path} holds no checkpoint-N folder")
     return Path(inner)
+
+
+def get_experiment(experiment_id: int) -> Any:
+    """An experiment from the master at DET_MASTER, through the Determined SDK (`det user login` first)."""
+    from determined.experimental import client
+
+    return client.get_experiment(experiment_id)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from sqltune.cli import GROUPS, SQL_METRICS
+from sqltune.evaluate import GROUPS, SQL_METRICS
 from sqltune.compare import overall_metrics
 
 if TYPE_CHECKING:

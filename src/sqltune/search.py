@@ -119,7 +119,7 @@ class Search:
 def load(path: str | os.PathLike, overrides: list[str] = ()) -> Search:
     """Read and check a search YAML; every problem is reported at once, in one ConfigError."""
     path, overrides = Path(path), list(overrides)
-    raw = config._read_yaml(path)
+    raw = config.read_yaml(path)
     searcher = raw.get("searcher") or {}
     problems = _searcher_problems(searcher)
     fixed = [key for key, _ in config.parse_overrides(overrides)]
