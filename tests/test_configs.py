@@ -26,6 +26,7 @@ import yaml
 
 from conftest import tiny_config, write_config
 from sqltune import cli, config, platform
+from sqltune.searchspace import search_space, yaml_text
 
 ROOT = Path(__file__).parents[1]
 VALIDATE = ROOT / ".." / "shared" / "determined-expconf" / "validate.py"
@@ -57,27 +58,9 @@ def _raw(rel: str) -> dict[str, Any]:
     return yaml.safe_load((ROOT / rel).read_text())
 
 
-def _scalar(value: Any) -> str:
-    """A value as `--set` reads it back (YAML): 1e-05 becomes 1.0e-05, which YAML reads as a float."""
-    return yaml.safe_dump(value, default_flow_style=True).split("\n")[0]
-
-
-def _pick(spec: dict[str, Any]) -> Any:
-    kind = spec["type"]
-    if kind == "categorical":
-        return spec["vals"][0]
-    if kind == "log":
-        return float(spec.get("base", 10.0) ** spec["minval"])
-    return spec["minval"]  # int, double
-
-
-def search_overrides(hp: Any, prefix: str = "") -> list[str]:
-    """`--set key=value` for every search space in a hyperparameters block (nested or dotted keys)."""
-    if not isinstance(hp, dict):
-        return []
-    if isinstance(hp.get("type"), str):
-        return [] if hp["type"] == "const" else [f"{prefix}={_scalar(_pick(hp))}"]
-    return [o for k, v in hp.items() for o in search_overrides(v, f"{prefix}.{k}" if prefix else str(k))]
+def search_overrides(hp: dict[str, Any]) -> list[str]:
+    """`--set key=value` picking a value for every search space (nested or dotted keys)."""
+    return [f"{p.name}={yaml_text(p.first())}" for p in search_space(hp)]
 
 
 @pytest.fixture
