@@ -171,6 +171,7 @@ BROKEN = {  # id: ({hyperparameter: value}, text the error must hold)
     "bad-subset": ({"data.subset": "extreme"}, "hyperparameters.data.subset: input should be 'easy', 'medium', 'hard' or 'all'"),
     "from-config-without-model-type": ({"model.from_config.model_type": _DELETE},
                                        "hyperparameters.model.from_config.model_type: required field is missing"),
+    "name-and-from-config": ({"model.name": "smollm2"}, "hyperparameters.model: set name or from_config, not both"),
     "learning-rate-as-text": ({"training_args.learning_rate": "1e-5"},
                               "hyperparameters.training_args.learning_rate: input should be a valid number (got '1e-5'); YAML 1.1"),
     "max-steps-as-text": ({"training_args.max_steps": "100"}, "hyperparameters.training_args.max_steps: input should be a valid integer"),

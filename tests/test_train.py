@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import determined as det
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from conftest import read_metrics, tiny_config, write_config
+from sqltune_with_seams import preempt_at
 from sqltune import cli
 
 
@@ -61,15 +61,7 @@ def test_full_finetune_moves_base_weights(tmp_path: Path) -> None:
 def _preempt_on_call(monkeypatch: pytest.MonkeyPatch, k: int) -> None:
     """The smallest seam: the real DummyPreemptContext answers True on its k-th question
     (our callback asks once per step), keeping its chief-broadcast behaviour."""
-    original = det.core.DummyPreemptContext.should_preempt
-    calls = {"n": 0}
-
-    def should_preempt(self, auto_ack: bool = True) -> bool:
-        original(self, auto_ack)
-        calls["n"] += 1
-        return calls["n"] == k
-
-    monkeypatch.setattr(det.core.DummyPreemptContext, "should_preempt", should_preempt)
+    preempt_at(k, monkeypatch.setattr)
 
 
 def test_preempt_then_resume_matches_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -319,6 +319,8 @@ def _cross_checks(hp: Hyperparameters) -> list[str]:
         if importlib.util.find_spec("bitsandbytes") is None:
             out.append("hyperparameters.quantization: needs the bitsandbytes package: pip install bitsandbytes")
     m = hp.model
+    if m.from_config is not None and "name" in m.model_fields_set:
+        out.append("hyperparameters.model: set name or from_config, not both (from_config builds a random-init model)")
     if m.from_config is not None and "model_type" not in m.from_config:
         out.append("hyperparameters.model.from_config.model_type: required field is missing (e.g. llama)")
     if hp.eval.generate_samples and hp.eval.max_new_tokens >= hp.format.max_length:

@@ -58,6 +58,19 @@ class SQLTrainer(transformers.Trainer):
         return out
 
 
+class EvaluateAtStart(transformers.TrainerCallback):
+    """Step 0: score the model as it came, so the gain is visible. Inside `train()` (not before
+    it) so that under DeepSpeed the engine is built once, for training: an `evaluate()` before
+    `train()` builds an inference engine whose "auto" scheduler length (0) then clashes."""
+
+    def __init__(self, trainer: transformers.Trainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        if state.global_step == 0:
+            self.trainer.evaluate()
+
+
 def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
@@ -127,7 +140,7 @@ def run(
 
         resume = trial.latest_checkpoint
         if hp.eval.at_start and resume is None:
-            trainer.evaluate()  # step 0: the model as it came, so the gain is visible
+            trainer.add_callback(EvaluateAtStart(trainer))
         if resume is not None:
             with platform.restore(core, resume) as ckpt:
                 log.info("resuming from checkpoint %s (%s)", resume, ckpt.name)
