@@ -57,10 +57,16 @@ def metrics_table(metrics: dict[str, float], title: str) -> Any:
     return table
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
+def make_console() -> Any:
+    """rich's Console, 120 columns wide when output is a file or a CI log (rich assumes 80)."""
     from rich.console import Console
 
-    console = Console()
+    c = Console()
+    return c if c.is_terminal else Console(width=120)
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    console = make_console()
     title = f"sqltune: step {summary['global_step']}/{summary['max_steps']}"
     if summary["preempted"]:
         title += "  (preempted: run again to resume)"
@@ -108,8 +114,6 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from rich.console import Console
-
     from sqltune import evaluate, model, platform
 
     ckpt = platform.find_checkpoint(ns.checkpoint)
@@ -124,7 +128,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     out = Path(ns.output or f"predictions-{name}.jsonl")
     out.write_text("".join(json.dumps(r) + "\n" for r in result["rows"]))
     metrics = {f"eval_{k}": v for k, v in result["summary"].items()}
-    Console().print(metrics_table(metrics, f"{ckpt} on {name}: {len(rows)} rows"))
+    make_console().print(metrics_table(metrics, f"{ckpt} on {name}: {len(rows)} rows"))
     print(f"per-row predictions: {out}")
     return 0
 
