@@ -70,6 +70,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
     title = f"sqltune: step {summary['global_step']}/{summary['max_steps']}"
     if summary["preempted"]:
         title += "  (preempted: run again to resume)"
+    first = summary.get("first_validation") or {}
+    if first.get("batches") == 0 and summary["validation"] is not first:
+        gains = [f"{k} {first[k]:.3f} -> {summary['validation'][k]:.3f}" for k in
+                 ("eval_loss", "eval_bleu", "eval_exact_match", "eval_execution_accuracy") if k in first]
+        console.print("since step 0 (the model as it came): " + ", ".join(gains))
     console.print(metrics_table(summary["validation"], title))
     console.print(
         f"train_loss {summary['train_loss']:.4f} | trainable parameters {summary['trainable_parameters']:,} "

@@ -167,6 +167,7 @@ class CoreCallback(transformers.TrainerCallback):
         self.preempted = False
         self.latest_storage_id: str | None = None
         self.last_validation: dict[str, float] = {}
+        self.first_validation: dict[str, float] = {}
         self._signalled = False
         self._old_handlers: dict[int, Any] = {}
 
@@ -207,6 +208,7 @@ class CoreCallback(transformers.TrainerCallback):
             return
         self.last_reported[group] = state.global_step
         if group == "validation":
+            self.first_validation = self.first_validation or metrics
             self.last_validation = metrics
         if not state.is_world_process_zero:
             return

@@ -157,6 +157,7 @@ def run(
         "preempted": callback.preempted,
         "train_loss": result.training_loss,
         "validation": callback.last_validation,
+        "first_validation": callback.first_validation,
         "trainable_parameters": trainable,
         "total_parameters": total,
         "wall_time_s": time.time() - started,
