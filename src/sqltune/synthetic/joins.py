@@ -43,16 +43,26 @@ def _owners(fk, p, c, rel):
     return f"{nouns(p)[0]} that are the {phrase(fk)} of {a(c.singular)} {rel}"
 
 
-def join_filter(rng, dom):
-    """Child rows filtered on their parent: a 2-table join with WHERE."""
+def _parent_filter(rng, dom):
+    """A child->parent edge and a WHERE on the parent (alias T2) that some child row satisfies:
+    (child, fk, parent, sql, fk phrase, relative clause, predicate, column phrase), or None."""
     c, fk, p = _edge(rng, dom)
     row = rng.choice(dom.rows[c.name])
     made = condition(rng, dom, p, dom.by_pk[p.name][row[fk.name]], alias="T2")
     if not made:
         return None
     sql, col, pred, _ = made
-    fp, what, pl = phrase(fk), plural(phrase(c.label)), nouns(c)[0]
-    rel = relative(rng, owned(fp, col), pred)
+    fp = phrase(fk)
+    return c, fk, p, sql, fp, relative(rng, owned(fp, col), pred), pred, col
+
+
+def join_filter(rng, dom):
+    """Child rows filtered on their parent: a 2-table join with WHERE."""
+    made = _parent_filter(rng, dom)
+    if not made:
+        return None
+    c, fk, p, sql, fp, rel, pred, col = made
+    what, pl = plural(phrase(c.label)), nouns(c)[0]
     q = rng.choice([f"List the {what} of {pl} {rel}.", f"Show me the {what} of all {pl} {rel}.",
                     f"Which {pl} have {a(fp)} whose {bare(fp, col)} {pred}? Give their {what}."])
     return q, f"SELECT T1.{c.label.name} FROM {_on(c, fk, p)} WHERE {sql}", [c.name, p.name]
@@ -126,14 +136,11 @@ def join_aggregate(rng, dom):
 
 def join_count_filter(rng, dom):
     """COUNT(*) over a join filtered on the parent."""
-    c, fk, p = _edge(rng, dom)
-    row = rng.choice(dom.rows[c.name])
-    made = condition(rng, dom, p, dom.by_pk[p.name][row[fk.name]], alias="T2")
+    made = _parent_filter(rng, dom)
     if not made:
         return None
-    sql, col, pred, _ = made
-    fp, cpl = phrase(fk), nouns(c)[0]
-    rel = relative(rng, owned(fp, col), pred)
+    c, fk, p, sql, fp, rel, pred, col = made
+    cpl = nouns(c)[0]
     q = rng.choice([f"How many {cpl} have {a(fp)} whose {bare(fp, col)} {pred}?", f"Count the {cpl} {rel}.",
                     f"What is the number of {cpl} {rel}?"])
     return q, f"SELECT COUNT(*) FROM {_on(c, fk, p)} WHERE {sql}", [c.name, p.name]
