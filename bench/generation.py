@@ -26,10 +26,11 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--subset", default="easy")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default=None, help="float32 | bfloat16 (default: float32 on CPU, bfloat16 on CUDA)")
     p.add_argument("--skip-single", action="store_true", help="time the batched run only")
     ns = p.parse_args()
 
-    cfg = ModelConfig(name=ns.model, dtype="float32" if ns.device == "cpu" else "bfloat16")
+    cfg = ModelConfig(name=ns.model, dtype=ns.dtype or ("float32" if ns.device == "cpu" else "bfloat16"))
     tokenizer = model.load_tokenizer(cfg)
     net = model.load_model(cfg, tokenizer).to(ns.device).eval()
     splits = data.load_splits(DataConfig(source="synthetic", subset=ns.subset, max_rows=max(10 * ns.rows, 100)))
@@ -44,7 +45,8 @@ def main() -> None:
         return time.perf_counter() - start, preds
 
     batched_s, batched = timed(ns.batch_size)
-    print(f"{ns.model}: {ns.rows} rows, max_new_tokens={ns.max_new_tokens}, torch threads={torch.get_num_threads()}")
+    print(f"{ns.model} ({cfg.dtype}): {ns.rows} rows, max_new_tokens={ns.max_new_tokens}, "
+          f"torch threads={torch.get_num_threads()}")
     print(f"batch {ns.batch_size:>3}: {batched_s:8.1f} s  {ns.rows / batched_s:7.2f} rows/s")
     if not ns.skip_single:
         single_s, single = timed(1)
