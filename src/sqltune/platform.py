@@ -15,6 +15,7 @@ final evaluation, and the upstream example never passes `resume_from_checkpoint`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -113,19 +114,14 @@ def tensorboard_dir(core: det.core.Context) -> str | None:
     return str(core.train.get_tensorboard_path())
 
 
+@contextlib.contextmanager
 def restore(core: det.core.Context, storage_id: str) -> Iterator[Path]:
-    """Context manager yielding the HF `checkpoint-N` folder inside a stored checkpoint."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def _cm() -> Iterator[Path]:
-        with core.checkpoint.restore_path(storage_id) as path:
-            ckpt = get_last_checkpoint(str(path))
-            if ckpt is None:
-                raise RuntimeError(f"checkpoint {storage_id} at {path} holds no checkpoint-N folder")
-            yield Path(ckpt)
-
-    return _cm()
+    """The HF `checkpoint-N` folder inside a stored checkpoint (downloaded if the storage needs it)."""
+    with core.checkpoint.restore_path(storage_id) as path:
+        ckpt = get_last_checkpoint(str(path))
+        if ckpt is None:
+            raise RuntimeError(f"checkpoint {storage_id} at {path} holds no checkpoint-N folder")
+        yield Path(ckpt)
 
 
 def check_searcher(searcher: dict[str, Any], args: transformers.TrainingArguments) -> None:
