@@ -68,8 +68,6 @@ def make_console() -> Any:
 def _print_summary(summary: dict[str, Any]) -> None:
     console = make_console()
     title = f"sqltune: step {summary['global_step']}/{summary['max_steps']}"
-    if summary["preempted"]:
-        title += "  (preempted: run again to resume)"
     first = summary.get("first_validation") or {}
     if first.get("batches") == 0 and summary["validation"] is not first:
         gains = [f"{k} {first[k]:.3f} -> {summary['validation'][k]:.3f}" for k in
@@ -83,6 +81,8 @@ def _print_summary(summary: dict[str, Any]) -> None:
     )
     if summary["latest_checkpoint"]:
         console.print(f"checkpoint {summary['latest_checkpoint']} in {summary['checkpoint_storage']}")
+    if summary["preempted"]:
+        console.print(f"stopped early at step {summary['global_step']}: run the same command again to resume")
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
