@@ -129,3 +129,10 @@ def test_broken_json_line_names_the_row(tmp_path: Path) -> None:
     p.write_text(json.dumps(row(20)) + "\n{not json\n")
     with pytest.raises(data.DataError, match=r"x.jsonl row 2: not valid JSON"):
         data.read_rows(DataConfig(source=str(p)), tmp_path)
+
+
+def test_json_file_that_is_not_a_list_of_rows_is_one_clear_message(tmp_path: Path) -> None:
+    p = tmp_path / "x.json"
+    p.write_text(json.dumps("just a string"))
+    with pytest.raises(data.DataError, match=r"x.json: expected a list of rows, got str"):
+        data.read_rows(DataConfig(source=str(p)), tmp_path)

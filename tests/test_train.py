@@ -93,3 +93,12 @@ def test_preempt_then_resume_matches_uninterrupted(tmp_path: Path, monkeypatch: 
     eval_a = [m["eval_loss"] for m in read_metrics(whole / "run") if m["group"] == "validation"][-1]
     eval_b = [m["eval_loss"] for m in read_metrics(split / "run") if m["group"] == "validation"][-1]
     assert eval_a == pytest.approx(eval_b, abs=1e-6)
+
+
+def test_searcher_that_disagrees_with_max_steps_is_one_clear_message(tmp_path: Path, capsys) -> None:
+    cfg = tiny_config(tmp_path)
+    cfg["searcher"] = {"name": "adaptive_asha", "metric": "eval_loss", "smaller_is_better": True,
+                       "time_metric": "batches", "max_time": 999, "max_trials": 4}
+    assert train(tmp_path, cfg) == 2
+    err = capsys.readouterr().err
+    assert "searcher.max_time (999 batches) must equal training_args.max_steps (6)" in err and "Traceback" not in err

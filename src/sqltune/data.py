@@ -82,6 +82,8 @@ def _file_rows(path: str) -> Iterator[dict[str, Any]]:
         if isinstance(data, dict):
             keys = list(data)
             data = [dict(zip(keys, vals)) for vals in zip(*data.values())]
+        if not isinstance(data, list):
+            raise DataError(f"{path}: expected a list of rows, got {type(data).__name__}")
         yield from data
     elif path.endswith(".csv"):
         with open(path, newline="") as f:

@@ -130,7 +130,10 @@ def generate_and_score(
     n_batches = None
     if world > 1 and _zero3():
         n_batches = -(-len(rows[0::world]) // cfg.batch_size)  # the longest shard's batch count
-    preds = generate(model, tokenizer, shard, system_prompt, max_new_tokens=cfg.max_new_tokens,
+        if not shard and rows:  # fewer rows than ranks: step generation on a throwaway row
+            generate(model, tokenizer, rows[:1], system_prompt, max_new_tokens=cfg.max_new_tokens,
+                     batch_size=cfg.batch_size, pad_batches_to=n_batches, progress=False)
+    preds = [] if not shard else generate(model, tokenizer, shard, system_prompt, max_new_tokens=cfg.max_new_tokens,
                      batch_size=cfg.batch_size, pad_batches_to=n_batches, progress=rank == 0)
     if world > 1:
         gathered: list[Any] = [None] * world

@@ -75,10 +75,12 @@ def render(row: dict[str, Any], tokenizer: Any, system_prompt: str) -> tuple[str
     )
     if not full.startswith(prompt):
         # Some templates render the last assistant turn differently from the generation prompt.
-        raise ValueError(
-            "chat template: the prompt rendered with add_generation_prompt=True is not a prefix of the "
+        from sqltune.config import ConfigError  # a user-fixable tokenizer choice, not our bug
+
+        raise ConfigError([
+            "hyperparameters.model.tokenizer: its chat template's prompt rendered with add_generation_prompt=True is not a prefix of the "
             f"full conversation, so completion-only labels can't be placed.\nprompt: {prompt!r}\nfull: {full!r}"
-        )
+        ])
     return prompt, full[len(prompt):]
 
 

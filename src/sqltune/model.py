@@ -69,7 +69,9 @@ def _source(name: str) -> tuple[str, dict[str, Any]]:
     if name.endswith(".gguf"):
         p = Path(name).expanduser()
         if not p.is_file():
-            raise ValueError(f"model.name: no such GGUF file '{name}'")
+            from sqltune.config import ConfigError
+
+            raise ConfigError([f"hyperparameters.model.name: no such GGUF file '{name}'"])
         return str(p.parent), {"gguf_file": p.name}
     return name, {}
 
@@ -224,7 +226,7 @@ def masked_loss_forward(
     if num_items_in_batch is not None:
         loss = loss_sum / num_items_in_batch
     else:
-        loss = loss_sum / targets.numel().__max__(1)
+        loss = loss_sum / max(targets.numel(), 1)
     with torch.no_grad():
         n_correct = (logits.argmax(-1) == targets).sum()
     return {"loss": loss, "n_correct": n_correct, "n_tokens": torch.tensor(targets.numel(), device=loss.device)}
@@ -279,7 +281,9 @@ def merge_lora(ckpt: Path, out_dir: Path) -> Path:
 
     model, tokenizer, hp = load_checkpoint(ckpt, dequantize=True)
     if not hasattr(model, "merge_and_unload"):
-        raise ValueError("--merge: this checkpoint is a full model already; nothing to merge")
+        from sqltune.config import ConfigError
+
+        raise ConfigError(["--checkpoint: a full model already; there is no LoRA adapter to merge"])
     merged = model.merge_and_unload()
     for attr in ("forward", "_stock_forward"):  # drop the masked-loss binding: a plain model again
         merged.__dict__.pop(attr, None)

@@ -31,6 +31,8 @@ import transformers
 import yaml
 from transformers.trainer_utils import get_last_checkpoint
 
+from sqltune.config import ConfigError
+
 log = logging.getLogger(__name__)
 
 LATEST = "latest_checkpoint.json"
@@ -127,18 +129,18 @@ def restore(core: det.core.Context, storage_id: str) -> Iterator[Path]:
 def check_searcher(searcher: dict[str, Any], args: transformers.TrainingArguments) -> None:
     """Refuse a searcher that disagrees with the training length, naming both sides."""
     if "max_length" in searcher:
-        raise ValueError(
+        raise ConfigError([
             "searcher.max_length is deprecated on Determined 0.38 and ignored by this trial: remove it; "
             "training length comes from training_args.max_steps"
-        )
+        ])
     if searcher.get("name") in ("adaptive_asha", "async_halving"):
         unit, length = searcher.get("time_metric"), searcher.get("max_time")
         if unit == "batches" and length != args.max_steps:
-            raise ValueError(
+            raise ConfigError([
                 f"searcher.max_time ({length} batches) must equal training_args.max_steps ({args.max_steps})"
-            )
+            ])
         if unit not in ("batches", None):
-            raise ValueError(f"searcher.time_metric must be 'batches' for this trial, got {unit!r}")
+            raise ConfigError([f"searcher.time_metric must be 'batches' for this trial, got {unit!r}"])
 
 
 class CoreCallback(transformers.TrainerCallback):
@@ -157,7 +159,6 @@ class CoreCallback(transformers.TrainerCallback):
         self.trial = trial
         self.run_dir = run_dir
         self.searcher_metric = trial.searcher.get("metric")
-        self.time_metric = trial.searcher.get("time_metric")
         self.last_reported: dict[str, int] = {}
         self.last_progress = -1
         self.preempted = False
@@ -206,13 +207,14 @@ class CoreCallback(transformers.TrainerCallback):
         if group == "validation":
             self.first_validation = self.first_validation or metrics
             self.last_validation = metrics
-        if not state.is_world_process_zero:
-            return
         if group == "validation" and self.searcher_metric and self.searcher_metric not in metrics:
-            raise ValueError(
+            # every rank holds the same eval metrics, so every rank raises: no rank left waiting
+            raise ConfigError([
                 f"searcher.metric '{self.searcher_metric}' is not among the validation metrics "
                 f"({', '.join(sorted(metrics))}); the searcher could not rank this trial"
-            )
+            ])
+        if not state.is_world_process_zero:
+            return
         self.core.train.report_metrics(group=group, steps_completed=state.global_step, metrics=metrics)
         with open(self.run_dir / METRICS, "a") as f:
             f.write(json.dumps({"group": group, "step": state.global_step, "time": time.time(), **metrics}) + "\n")

@@ -49,6 +49,7 @@ import transformers
 from optuna.trial import TrialState
 
 from sqltune import config, platform, train
+from sqltune.evaluate import SQL_METRICS
 from sqltune.config import ConfigError
 from sqltune.searchspace import Param, grid_points, search_space, yaml_text
 
@@ -181,8 +182,7 @@ def _training_problems(searcher: dict[str, Any], hp: config.Hyperparameters) -> 
     if targs.get("eval_strategy", "no") == "no":
         out.append(f"hyperparameters.training_args.eval_strategy: the searcher needs {searcher.get('metric')} "
                    "from evaluations: set steps (with eval_steps) or epoch")
-    generated = ("bleu", "exact_match", "execution_accuracy", "valid_sql")
-    if any(searcher.get("metric", "").startswith(f"eval_{m}") for m in generated) and not hp.eval.generate_samples:
+    if any(str(searcher.get("metric") or "").startswith(f"eval_{m}") for m in SQL_METRICS) and not hp.eval.generate_samples:
         out.append(f"searcher.metric: {searcher['metric']} is scored on generated SQL: set eval.generate_samples > 0")
     return out
 

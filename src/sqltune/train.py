@@ -95,8 +95,8 @@ def run(
     storage = config.checkpoint_dir(exp.raw, targs["output_dir"])
 
     with platform.init(dist, storage) as core:
-        if platform.tensorboard_dir(core):
-            os.environ.setdefault("TENSORBOARD_LOGGING_DIR", platform.tensorboard_dir(core))
+        if tb := platform.tensorboard_dir(core):
+            os.environ.setdefault("TENSORBOARD_LOGGING_DIR", tb)
         if fresh and core.distributed.rank == 0:
             for name in (platform.METRICS, platform.LATEST, SUMMARY):
                 (out_dir / name).unlink(missing_ok=True)
