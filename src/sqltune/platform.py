@@ -101,8 +101,9 @@ def distributed_context(use_deepspeed: bool) -> det.core.DistributedContext | No
     )
 
 
-def init(distributed: det.core.DistributedContext | None, storage: Path | None) -> det.core.Context:
-    """`det.core.init()`; off-cluster, checkpoints go to `storage` (a path given as a string)."""
+def init(distributed: det.core.DistributedContext | None, storage: Path) -> det.core.Context:
+    """`det.core.init()`; off-cluster, checkpoints go to the folder `storage` (handed to the Core
+    API as a string, the form its off-cluster mode accepts for local storage)."""
     if det.get_cluster_info() is not None:
         return det.core.init(distributed=distributed)
     storage.mkdir(parents=True, exist_ok=True)

@@ -302,10 +302,10 @@ def _score_one(
         "bleu": sacrebleu.sentence_bleu(pred, [gold]).score,
         "exact": exact_match(pred, gold),
         "executed": None,
-        "valid": parse_query(pred) is not None,
         "error": None,
     }
-    if db_path is None:
+    if db_path is None:  # no database: valid means sqlglot parses it
+        result["valid"] = parse_query(pred) is not None
         result["error"] = None if result["valid"] else "sqlglot cannot parse the prediction"
         return result
     key = (str(db_path), gold)

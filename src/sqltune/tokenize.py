@@ -84,16 +84,12 @@ class Collator:
     """
 
     pad_id: int
-    pad_to_multiple_of: int | None = None
     padding_free: bool = False
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         if self.padding_free:
             return self._flatten(features)
         longest = max(len(f["input_ids"]) for f in features)
-        if self.pad_to_multiple_of:
-            m = self.pad_to_multiple_of
-            longest = (longest + m - 1) // m * m
         ids = torch.full((len(features), longest), self.pad_id, dtype=torch.long)
         labels = torch.full((len(features), longest), IGNORE, dtype=torch.long)
         mask = torch.zeros((len(features), longest), dtype=torch.long)
