@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+# No test may lean on what an earlier run left on this machine: each test session starts with
+# empty caches (the SmolLM2 conversion and every data build happen again; subprocesses inherit).
+_COLD = Path(tempfile.mkdtemp(prefix="sqltune-tests-"))
+for _var, _sub in (("SQLTUNE_CACHE", "sqltune"), ("HF_HOME", "hf"), ("XDG_CACHE_HOME", "xdg")):
+    os.environ[_var] = str(_COLD / _sub)
 
 TINY_LLAMA = {
     "model_type": "llama",
@@ -86,3 +94,9 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 @pytest.fixture
 def tiny(tmp_path: Path) -> dict[str, Any]:
     return tiny_config(tmp_path)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    import shutil
+
+    shutil.rmtree(_COLD, ignore_errors=True)

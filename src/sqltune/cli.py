@@ -109,7 +109,7 @@ def _read_eval_rows(ref: str, hp: Any) -> tuple[str, list[dict[str, Any]]]:
 
     if ref in ("train", "valid", "test"):
         return ref, list(data.load_splits(hp.data)[ref])
-    rows, skipped = data.read_rows(hp.data.model_copy(update={"source": ref}), data.Path(hp.data.cache_dir).expanduser())
+    rows, skipped = data.read_rows(hp.data.model_copy(update={"source": ref}), data.data_cache_dir(hp.data))
     if skipped:
         logging.getLogger("sqltune").warning("skipped %d unusable rows, e.g. %s", len(skipped), skipped[0])
     return data.Path(ref).stem, [{**r, "difficulty": r.get("difficulty") or data.difficulty(r)} for r in rows]

@@ -28,6 +28,12 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError,
 
 SEARCH_TYPES = ("int", "double", "log", "categorical")
 
+
+def cache_root() -> Path:
+    """sqltune's own cache (converted models, built splits): $SQLTUNE_CACHE, else ~/.cache/sqltune.
+    Read at call time, so a test or CI run can point it at an empty folder."""
+    return Path(os.environ.get("SQLTUNE_CACHE") or "~/.cache/sqltune").expanduser()
+
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful programmer assistant that excels at SQL. "
     "When prompted with a task and a definition of an SQL table, you "
@@ -83,7 +89,7 @@ class DataConfig(_Strict):
     split_seed: int = 123
     synthetic_rows: PositiveInt = Field(12_000, description="rows the built-in generator makes before bucketing")
     synthetic_seed: int = 0
-    cache_dir: str = "~/.cache/sqltune/data"
+    cache_dir: str | None = Field(None, description="built splits; None = $SQLTUNE_CACHE/data (~/.cache/sqltune/data)")
 
 
 class FormatConfig(_Strict):
@@ -101,6 +107,16 @@ class EvalConfig(_Strict):
     sql_timeout_s: confloat(gt=0) = 1.0
 
 
+class TrainConfig(_Strict):
+    """The memory plan (memory.py): what keeps a training step under a memory budget."""
+
+    memory_plan: bool = Field(True, description="estimate the peak before training and keep it under the budget")
+    memory_budget_gib: confloat(gt=0) | None = Field(
+        None, description="peak memory to stay under; None = 6 GiB on CPU, the GPU's memory on GPU")
+    micro_batch_tokens: PositiveInt | None = Field(
+        None, description="split each batch into passes of at most this many tokens; None = the plan decides")
+
+
 class Hyperparameters(_Strict):
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
@@ -108,6 +124,7 @@ class Hyperparameters(_Strict):
     lora: LoraConfig = LoraConfig(enabled=False)
     quantization: QuantizationConfig | None = None
     eval: EvalConfig = EvalConfig()
+    train: TrainConfig = TrainConfig()
     training_args: dict[str, Any]
 
 

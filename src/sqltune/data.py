@@ -30,7 +30,7 @@ from typing import Any, Iterator
 import datasets
 from filelock import FileLock
 
-from sqltune.config import DataConfig
+from sqltune.config import DataConfig, cache_root
 
 log = logging.getLogger(__name__)
 
@@ -193,9 +193,13 @@ def _cache_key(cfg: DataConfig) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def data_cache_dir(cfg: DataConfig) -> Path:
+    return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else cache_root() / "data"
+
+
 def load_splits(cfg: DataConfig) -> datasets.DatasetDict:
     """Cached train/valid/test for `cfg`, built once by whichever process gets the lock first."""
-    cache_dir = Path(cfg.cache_dir).expanduser()
+    cache_dir = data_cache_dir(cfg)
     cache_dir.mkdir(parents=True, exist_ok=True)
     name = f"{Path(cfg.source).name.replace('*', 'x') or 'data'}-{cfg.subset}-{_cache_key(cfg)}"
     target = cache_dir / name

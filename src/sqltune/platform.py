@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -257,6 +258,12 @@ class CoreCallback(transformers.TrainerCallback):
             args.output_dir, metadata=metadata, shard=True, selector=lambda p: p.startswith(name + "/")
         )
         self.latest_storage_id = storage_id
+        # Kept once per disk: the upload has returned on every rank (it ends in an allgather), so
+        # the Trainer's local copy goes; resume restores from storage. For a 7B full fine-tune
+        # with ZeRO optimizer state the two copies would double hundreds of GB. The Trainer's
+        # `load_best_model_at_end` reads the local folders back, so with it they stay.
+        if not args.load_best_model_at_end and self.core.distributed.local_rank == 0:
+            shutil.rmtree(local, ignore_errors=True)
         if state.is_world_process_zero:
             pointer = {"storage_id": storage_id, "steps_completed": state.global_step, "checkpoint": name}
             (self.run_dir / LATEST).write_text(json.dumps(pointer))

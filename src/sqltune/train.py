@@ -8,6 +8,8 @@ ignores a callback's `args.resume_from_checkpoint`.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -19,13 +21,11 @@ from typing import Any, Callable
 import torch
 import transformers
 
-from sqltune import config, data, evaluate, model, platform
+from sqltune import config, data, evaluate, memory, model, platform
 from sqltune import tokenize as tok
 
 log = logging.getLogger(__name__)
 SUMMARY = "summary.json"
-# Model types whose attention builds its mask from packed position ids (transformers' create_causal_mask).
-PADDING_FREE_TYPES = {"llama", "mistral", "mixtral", "qwen2", "qwen3"}
 
 
 class SQLTrainer(transformers.Trainer):
@@ -35,10 +35,33 @@ class SQLTrainer(transformers.Trainer):
     `extra_eval(model, prefix, step)` runs inside every evaluation, on every rank, and returns metrics.
     """
 
-    def __init__(self, *args: Any, extra_eval: Callable[[Any, str, int], dict[str, float]] | None = None, **kw: Any):
+    def __init__(
+        self,
+        *args: Any,
+        extra_eval: Callable[[Any, str, int], dict[str, float]] | None = None,
+        micro_batch_tokens: int | None = None,
+        **kw: Any,
+    ):
         super().__init__(*args, **kw)
         self.extra_eval = extra_eval
+        self.micro_batch_tokens = micro_batch_tokens
         self._counts = torch.zeros(2, dtype=torch.long)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):  # noqa: ANN001, ANN201
+        """With `micro_batch_tokens`, one batch runs as several forward/backward passes (memory.py).
+        Each pass's loss is its token sum over the whole batch's `num_items_in_batch`, so the
+        gradients add up to the unsplit batch's; DDP syncs on the last pass only."""
+        if (self.micro_batch_tokens is None or num_items_in_batch is None or "attention_mask" not in inputs
+                or inputs["input_ids"].numel() <= self.micro_batch_tokens):
+            return super().training_step(model, inputs, num_items_in_batch)
+        parts = memory.split_batch(inputs, self.micro_batch_tokens)
+        total = None
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            with contextlib.nullcontext() if last else self.accelerator.no_sync(model):
+                loss = super().training_step(model, part, num_items_in_batch)
+            total = loss if total is None else total + loss
+        return total
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
@@ -69,6 +92,45 @@ class EvaluateAtStart(transformers.TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001
         if state.global_step == 0:
             self.trainer.evaluate()
+
+
+def plan_batches(
+    net: torch.nn.Module,
+    lengths: list[int],
+    args: transformers.TrainingArguments,
+    cfg: config.TrainConfig,
+    padding_free: bool | None,
+    gradient_checkpointing: bool | None,
+) -> tuple[bool, memory.Plan | None]:
+    """(padding-free?, the memory plan), with the plan's gradient checkpointing applied to `net`.
+    Settings the user wrote (`format.padding_free`, `train.micro_batch_tokens`, and
+    `gradient_checkpointing` when training_args has it) are kept as written; None = not written."""
+    if padding_free is None:
+        padding_free = pays_to_pack(net)
+    plan = None
+    if cfg.memory_plan and not args.deepspeed:
+        plan = memory.make_plan(
+            net, lengths, args.per_device_train_batch_size,
+            budget_gib=cfg.memory_budget_gib or memory.default_budget_gib(),
+            micro_batch_tokens=cfg.micro_batch_tokens,
+            gradient_checkpointing=gradient_checkpointing,
+            can_split=not padding_free,
+        )
+        log.info(plan.line())
+        if plan.gradient_checkpointing and not args.gradient_checkpointing:
+            model.enable_gradient_checkpointing(net)
+    log.info("batches: %s", "padding-free (samples end to end, varlen attention)" if padding_free
+             else "padded; each pass pads to its own longest row" if plan and plan.micro_batch_tokens else "padded")
+    return padding_free, plan
+
+
+def pays_to_pack(net: torch.nn.Module) -> bool:
+    """Padding-free batches pay where attention runs varlen (flash-attention kernels): each sample
+    attends within itself at its own length. Elsewhere (sdpa, eager: every CPU) a packed row of
+    B samples pays dense attention over B x its length behind a block-diagonal mask; measured on
+    CPU that made the default 0.70x a padded script (issue 11), so there we pad instead."""
+    impl = str(getattr(net.config, "_attn_implementation", None) or "")
+    return "flash" in impl
 
 
 def peak_rss_gib() -> float:
@@ -119,10 +181,8 @@ def run(
         transformers.set_seed(args.seed)  # LoRA's random init happens here, before the Trainer seeds
         net = model.load_model(hp.model, tokenizer, hp.lora, hp.quantization, args.gradient_checkpointing)
         trainable, total = model.count_parameters(net)
-        padding_free = fmt.padding_free
-        if padding_free is None:
-            padding_free = net.config.model_type in PADDING_FREE_TYPES
-        log.info("batches: %s", "padding-free (samples end to end)" if padding_free else "padded")
+        padding_free, plan = plan_batches(net, [len(x) for x in train_ds["input_ids"]], args, hp.train,
+                                          fmt.padding_free, targs.get("gradient_checkpointing"))
         generation = None
         if hp.eval.generate_samples:
             generation = evaluate.GenerationEval(list(splits["valid"]), tokenizer, fmt.system_prompt, hp.eval, out_dir)
@@ -136,6 +196,7 @@ def run(
             processing_class=tokenizer,
             callbacks=[callback, *callbacks],
             extra_eval=generation,
+            micro_batch_tokens=plan.micro_batch_tokens if plan else hp.train.micro_batch_tokens,
         )
 
         resume = trial.latest_checkpoint
@@ -158,6 +219,7 @@ def run(
         "train_loss": result.training_loss,
         "validation": callback.last_validation,
         "first_validation": callback.first_validation,
+        "memory_plan": dataclasses.asdict(plan) if plan else None,
         "trainable_parameters": trainable,
         "total_parameters": total,
         "wall_time_s": time.time() - started,

@@ -1,0 +1,193 @@
+"""The memory plan (memory.py) and LoRA dropout without a copy (model.MaskedDropoutLinear)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import peft
+import pytest
+import torch
+import transformers
+
+from conftest import TINY_LLAMA, read_metrics, tiny_config, write_config
+from sqltune import cli, memory, model
+
+
+def tiny_lora(dropout: float = 0.0, layers: int = 2) -> torch.nn.Module:
+    extra = {**TINY_LLAMA, "num_hidden_layers": layers}
+    config = transformers.AutoConfig.for_model(extra.pop("model_type"), **extra, vocab_size=512)
+    torch.manual_seed(0)
+    net = transformers.AutoModelForCausalLM.from_config(config)
+    model.install_masked_loss(net)
+    torch.manual_seed(1)
+    net = peft.get_peft_model(net, peft.LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8, lora_dropout=dropout,
+                                                   target_modules="all-linear"))
+    for name, p in net.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.1)  # B starts at zero; make the adapter matter
+    return net
+
+
+# ---- micro-batches ------------------------------------------------------------------------------
+
+
+def test_split_batch_keeps_every_row_once_within_the_budget() -> None:
+    lengths = [5, 9, 3, 9, 7, 1]
+    width = max(lengths)
+    ids = torch.zeros(len(lengths), width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, n in enumerate(lengths):
+        ids[i, :n] = torch.arange(1, n + 1) + 100 * i
+        mask[i, :n] = 1
+    batch = {"input_ids": ids, "labels": ids.clone(), "attention_mask": mask}
+    parts = memory.split_batch(batch, 18)
+    seen = []
+    for part in parts:
+        rows, cols = part["input_ids"].shape
+        assert rows * cols <= 18 or rows == 1
+        assert part["attention_mask"][:, -1].any()  # cut to its own longest row: no all-padding column
+        seen += [int(r[0]) // 100 for r in part["input_ids"]]
+        assert torch.equal(part["labels"], part["input_ids"])
+    assert sorted(seen) == list(range(len(lengths)))
+    assert [p["input_ids"].shape for p in parts][0] == (2, 9)  # the two 9-token rows share a pass
+    assert len(memory.split_batch(batch, 1)) == len(lengths)  # one row is never split
+
+
+def test_micro_batched_step_equals_the_whole_batch() -> None:
+    """Gradients of one batch run as 1-row passes equal the unsplit batch's (masked loss, sum / n)."""
+    net = tiny_lora()
+    rows = [torch.randint(5, 500, (n,)) for n in (17, 9, 30, 4)]
+    ids = torch.zeros(4, 30, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)], mask[i, :len(r)] = r, 1
+        labels[i, len(r) // 2:len(r)] = r[len(r) // 2:]
+    batch = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    n_items = int((labels[:, 1:] != -100).sum())
+
+    def grads(parts: list[dict]) -> tuple[float, list[torch.Tensor]]:
+        net.zero_grad()
+        total = sum(net(**p, num_items_in_batch=n_items)["loss"] for p in parts)
+        total.backward()
+        return total.item(), [p.grad.clone() for p in net.parameters() if p.requires_grad]
+
+    whole_loss, whole = grads([batch])
+    split_loss, split = grads(memory.split_batch(batch, 30))
+    assert split_loss == pytest.approx(whole_loss, abs=1e-6)
+    for a, b in zip(whole, split):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+# ---- the plan -----------------------------------------------------------------------------------
+
+
+def test_probe_counts_activations_that_grow_with_tokens() -> None:
+    net = tiny_lora()
+    a, b = memory.measure(net)
+    assert a > 0
+    assert memory.saved_bytes(net, 200) > 2.5 * memory.saved_bytes(net, 64)
+    dropping = tiny_lora(dropout=0.1)
+    before = torch.random.get_rng_state()
+    memory.saved_bytes(dropping, 32)
+    assert torch.equal(before, torch.random.get_rng_state())  # training draws the same numbers, plan or not
+
+
+def test_plan_picks_the_cheapest_step_that_fits() -> None:
+    net = tiny_lora()
+    lengths = [100, 90, 80, 70, 60, 50, 40, 30]
+    roomy = memory.make_plan(net, lengths, 8, budget_gib=1000.0)
+    assert roomy.micro_batch_tokens is None and not roomy.gradient_checkpointing
+    assert roomy.batch_tokens == 800 and roomy.fixed_gib > 0.1  # this process, at least
+
+    fixed = 1.0
+    per_row = (memory.make_plan(net, lengths, 8, budget_gib=1000.0, fixed_gib=fixed).unplanned_gib - fixed) / 8
+    kw = {"fixed_gib": fixed}
+    tight = memory.make_plan(net, lengths, 8, budget_gib=fixed + 3.5 * per_row, **kw)
+    assert tight.micro_batch_tokens is not None and 100 <= tight.micro_batch_tokens < 800
+    assert not tight.gradient_checkpointing and tight.estimate_gib <= fixed + 3.5 * per_row
+
+    hopeless = memory.make_plan(net, lengths, 8, budget_gib=fixed + 0.5 * per_row, **kw)
+    assert hopeless.gradient_checkpointing and hopeless.estimate_gib < tight.estimate_gib
+
+    kept = memory.make_plan(net, lengths, 8, budget_gib=fixed + 0.5 * per_row, gradient_checkpointing=False,
+                            micro_batch_tokens=300, **kw)
+    assert not kept.gradient_checkpointing and kept.micro_batch_tokens == 300 and "set" in kept.line()
+    packed = memory.make_plan(net, lengths, 8, budget_gib=fixed + 3.5 * per_row, can_split=False, **kw)
+    assert packed.micro_batch_tokens is None and packed.gradient_checkpointing
+
+
+def _losses(tmp: Path, **hp: dict) -> tuple[list[float], dict]:
+    tmp.mkdir()
+    cfg = tiny_config(tmp, **hp)
+    cfg["hyperparameters"]["training_args"].update(max_steps=20, eval_strategy="no", save_strategy="no",
+                                                   per_device_train_batch_size=8)
+    assert cli.main(["train", str(write_config(tmp, cfg))]) == 0
+    summary = json.loads((tmp / "run" / "summary.json").read_text())
+    return [m["loss"] for m in read_metrics(tmp / "run") if m["group"] == "training"], summary
+
+
+def test_training_losses_with_the_plan_equal_those_without(tmp_path: Path) -> None:
+    """A budget nothing fits makes the plan use 1-row passes and gradient checkpointing; the 20
+    training losses equal a run without the plan (fp32, LoRA dropout 0: with dropout the masks
+    are drawn per pass, the same distribution but other numbers)."""
+    off, s_off = _losses(tmp_path / "off", train={"memory_plan": False})
+    on, s_on = _losses(tmp_path / "on", train={"memory_budget_gib": 0.01})
+    assert s_off["memory_plan"] is None
+    assert s_on["memory_plan"]["gradient_checkpointing"] and s_on["memory_plan"]["micro_batch_tokens"]
+    assert len(on) == len(off) == 20
+    assert max(abs(a - b) for a, b in zip(on, off)) < 1e-4, list(zip(on, off))
+
+
+# ---- LoRA dropout without a copy ------------------------------------------------------------------
+
+
+def test_masked_dropout_drops_at_the_rate_asked_and_is_unbiased() -> None:
+    for p in (0.05, 0.1, 0.5):
+        keep_256 = round((1 - p) * 256)
+        mask = model.dropout_mask(torch.Size([1000, 1000]), keep_256, torch.device("cpu"))
+        assert abs((~mask).float().mean().item() - p) < 0.003
+    x = torch.ones(4000, 64)
+    w = torch.eye(64)
+    out = model._MaskedDropoutLinear.apply(x, w, 230)
+    assert abs(out.mean().item() - 1.0) < 0.01  # scaled by the exact inverse keep rate
+
+
+def test_masked_dropout_gradients_and_eval_mode() -> None:
+    x = torch.randn(3, 5, 6, dtype=torch.double, requires_grad=True)
+    w = torch.randn(4, 6, dtype=torch.double, requires_grad=True)
+
+    def seeded(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        torch.manual_seed(3)
+        return model._MaskedDropoutLinear.apply(x, w, 200)
+
+    assert torch.autograd.gradcheck(seeded, (x, w))
+    net = tiny_lora(dropout=0.1)
+    plain = tiny_lora(dropout=0.1)
+    assert model.use_masked_dropout(net) == 2 * 7  # every adapted linear of both layers
+    assert net.state_dict().keys() == plain.state_dict().keys()
+    ids = torch.randint(5, 500, (2, 12))
+    net.eval(), plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(net(input_ids=ids).logits, plain(input_ids=ids).logits)
+
+
+def test_masked_dropout_replays_under_gradient_checkpointing() -> None:
+    """Checkpointing recomputes each layer in backward: the masks must be the same draws."""
+    ids = torch.randint(5, 500, (2, 16))
+    labels = ids.clone()
+    results = []
+    for ckpt in (False, True):
+        net = tiny_lora(dropout=0.3)
+        model.use_masked_dropout(net)
+        if ckpt:
+            model.enable_gradient_checkpointing(net)
+        net.train()
+        torch.manual_seed(5)
+        loss = net(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels)["loss"]
+        loss.backward()
+        results.append((loss.item(), [p.grad.clone() for p in net.parameters() if p.requires_grad]))
+    assert results[0][0] == pytest.approx(results[1][0], abs=1e-6)
+    for a, b in zip(results[0][1], results[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
