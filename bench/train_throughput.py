@@ -1,6 +1,7 @@
 """Training throughput: plain HF Trainer + PEFT (the reference setup) vs sqltune's path, same model,
 same data, same optimizer, side by side.
 
+    python bench/train_throughput.py --workload realistic              # CPU: real SmolLM2, 400-500-token rows
     python bench/train_throughput.py                                   # CPU: tiny Llama, LoRA and full
     python bench/train_throughput.py --arch tinyllama --device cuda --steps 30 --bf16
     python bench/train_throughput.py --arch mistral7b --device cuda --lora-only --grad-ckpt --bf16
@@ -13,8 +14,16 @@ short), so completion-only labels cover ~12% of tokens.
 
 baseline: transformers.Trainer, stock model forward (logits for every position, then the loss),
           batches padded to the longest sample, PEFT LoRA r=16 on q,k,v,o (or full fine-tune).
-sqltune:  the same Trainer, with sqltune's masked loss (LM head only where labels are) and
-          padding-free batches (samples end to end, block-diagonal attention).
+sqltune:  the same Trainer, with sqltune's masked loss (LM head only where labels are), and
+          padding-free batches where attention runs varlen (flash-attention: --attn flash_attention_2).
+
+--workload realistic (issue 11): the real SmolLM2-135M-Instruct weights (the shipped GGUF), the
+generator's hard rows whose chat-formatted length is 400-500 tokens (multi-table schemas, joins and
+subqueries), batch 8, LoRA r16 alpha 32 dropout 0.1 on all linear layers, fp32, --threads 2. Rows:
+  plain          transformers.Trainer + PEFT as anyone would write it: stock loss, padded batches;
+  sqltune-noplan sqltune's model path (masked loss, LoRA dropout without a copy), no memory plan;
+  sqltune        sqltune's default, no setting changed: the memory plan under its 6 GiB CPU budget.
+Each row runs in its own process (peak RSS is its own) with the same rows in the same order.
 
 Tokens = non-padding tokens. MFU = tokens/s x flops/token / peak, flops/token = 6N full, 4N LoRA,
 +2N with activation recomputation (N = parameters), peak = --peak-tflops (790 bf16 dense H100/H200).
@@ -67,7 +76,7 @@ def run_variant(variant: str, ns: argparse.Namespace) -> dict:
     config = transformers.AutoConfig.for_model(arch.pop("model_type"), **arch)
     dtype = torch.bfloat16 if ns.bf16 else torch.float32
     torch.manual_seed(0)
-    kw = {"attn_implementation": "sdpa", "dtype": dtype}
+    kw = {"attn_implementation": ns.attn, "dtype": dtype}
     if ns.qlora:
         import tempfile
 
@@ -88,7 +97,9 @@ def run_variant(variant: str, ns: argparse.Namespace) -> dict:
         net = peft.get_peft_model(net, peft.LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=0.0,
                                                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
     data = make_data(ns.steps * ns.batch, ns.median_len, config.vocab_size)
-    collator = tok.Collator(pad_id=0, padding_free=variant.startswith("sqltune"))
+    from sqltune.train import pays_to_pack
+
+    collator = tok.Collator(pad_id=0, padding_free=variant.startswith("sqltune") and pays_to_pack(net))
     args = transformers.TrainingArguments(
         output_dir="/tmp/sqltune-bench", max_steps=ns.steps, per_device_train_batch_size=ns.batch,
         learning_rate=1e-4, bf16=ns.bf16, use_cpu=ns.device == "cpu", gradient_checkpointing=ns.grad_ckpt,
@@ -118,17 +129,134 @@ def run_variant(variant: str, ns: argparse.Namespace) -> dict:
             "peak_gib": peak, "final_loss": losses[-1], "losses": losses}
 
 
+def realistic_rows(n: int, tokenizer) -> list[dict]:  # noqa: ANN001
+    """The generator's hard rows whose chat-formatted length is 400-500 tokens, tokenized as sqltune does."""
+    import tempfile
+
+    from sqltune import data, synthetic
+    from sqltune import tokenize as tok
+    from sqltune.config import DEFAULT_SYSTEM_PROMPT
+
+    rows = []
+    for seed in range(20):
+        made = synthetic.generate(3000, seed, tempfile.mkdtemp(prefix="sqltune-bench-"))
+        for row in data.select(made, "hard", 10**6):
+            enc = tok.encode(row, tokenizer, DEFAULT_SYSTEM_PROMPT, 4096)
+            if 400 <= len(enc["input_ids"]) <= 500:
+                rows.append({"input_ids": enc["input_ids"], "labels": enc["labels"]})
+        if len(rows) >= n:
+            return rows[:n]
+    raise RuntimeError(f"only {len(rows)} rows of 400-500 tokens")
+
+
+class CountingCollator:
+    """Wraps a collator; remembers the non-padding tokens of every batch it builds."""
+
+    def __init__(self, inner) -> None:  # noqa: ANN001
+        self.inner, self.tokens = inner, []
+
+    def __call__(self, features: list[dict]) -> dict:
+        self.tokens.append(sum(len(f["input_ids"]) for f in features))
+        return self.inner(features)
+
+
+def run_realistic(variant: str, ns: argparse.Namespace) -> dict:
+    import peft
+    import transformers
+
+    from sqltune import config, model, train
+    from sqltune import tokenize as tok
+
+    torch.set_num_threads(ns.threads)
+    hp = config.Hyperparameters(
+        model=config.ModelConfig(name="smollm2", dtype="float32"),
+        lora=config.LoraConfig(r=16, lora_alpha=32, lora_dropout=0.1, target_modules="all-linear"),
+        train=config.TrainConfig(memory_plan=variant == "sqltune"),
+        training_args={"output_dir": "/tmp/sqltune-bench"},
+    )
+    tokenizer = model.load_tokenizer(hp.model)
+    rows = realistic_rows(ns.steps * ns.batch, tokenizer)
+    args = transformers.TrainingArguments(
+        output_dir="/tmp/sqltune-bench", max_steps=ns.steps, per_device_train_batch_size=ns.batch,
+        learning_rate=1e-4, use_cpu=True, logging_steps=1, report_to="none", save_strategy="no",
+        dataloader_num_workers=0, seed=0, disable_tqdm=True, remove_unused_columns=False)
+    transformers.set_seed(0)
+    plan, trainer_cls, extra = None, transformers.Trainer, {}
+    if variant == "plain":
+        net = transformers.AutoModelForCausalLM.from_pretrained(str(model.smollm2_folder()), dtype=torch.float32)
+        net = peft.get_peft_model(net, peft.LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=0.1,
+                                                       target_modules="all-linear"))
+        collator = tok.Collator(pad_id=tokenizer.pad_token_id)
+    else:
+        net = model.load_model(hp.model, tokenizer, hp.lora)
+        padding_free, plan = train.plan_batches(net, [len(r["input_ids"]) for r in rows], args, hp.train,
+                                                hp.format.padding_free, None)
+        collator = tok.Collator(pad_id=tokenizer.pad_token_id, padding_free=padding_free)
+        trainer_cls, extra = train.SQLTrainer, {"micro_batch_tokens": plan.micro_batch_tokens if plan else None}
+    counting = CountingCollator(collator)
+    times: list[float] = []
+
+    class Clock(transformers.TrainerCallback):
+        def on_step_end(self, *a, **k):
+            times.append(time.perf_counter())
+
+    trainer = trainer_cls(model=net, args=args, train_dataset=rows, data_collator=counting, callbacks=[Clock()], **extra)
+    started = time.perf_counter()
+    trainer.train()
+    warm = min(ns.warmup, ns.steps - 1)
+    span = times[-1] - (times[warm - 1] if warm > 0 else started)
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return {"variant": variant, "s_per_step": span / (ns.steps - warm), "tokens_per_s": sum(counting.tokens[warm:]) / span,
+            "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "losses": losses,
+            "final_loss": losses[-1], "plan": plan.line() if plan else "-"}
+
+
 def _child(variant: str, ns: argparse.Namespace, queue: mp.Queue) -> None:
-    queue.put(run_variant(variant, ns))
+    queue.put((run_realistic if ns.workload == "realistic" else run_variant)(variant, ns))
+
+
+def _in_own_process(variant: str, ns: argparse.Namespace) -> dict:
+    queue = mp.get_context("spawn").Queue()
+    proc = mp.get_context("spawn").Process(target=_child, args=(variant, ns, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
+def main_realistic(ns: argparse.Namespace) -> list[dict]:
+    import os
+    import platform
+
+    rows = [_in_own_process(v, ns) for v in ("plain", "sqltune-noplan", "sqltune")]
+    flags = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile")
+                     if f in open("/proc/cpuinfo").read().split()) if os.path.exists("/proc/cpuinfo") else "?"
+    isa = os.environ.get("ATEN_CPU_CAPABILITY", "default")
+    print(f"\nrealistic: SmolLM2-135M-Instruct, LoRA r16 all-linear (dropout 0.1), batch {ns.batch} x 400-500 tokens, "
+          f"fp32, {ns.threads} threads, {ns.steps} steps ({ns.warmup} warm-up)")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU flags: {flags}; "
+          f"ATEN_CPU_CAPABILITY={isa}")
+    print(f"{'variant':<16}{'s/step':>8}{'tokens/s':>10}{'peak GiB':>10}{'ratio':>7}  losses")
+    base = rows[0]["tokens_per_s"]
+    for r in rows:
+        losses = " ".join(f"{x:.3f}" for x in r["losses"])
+        print(f"{r['variant']:<16}{r['s_per_step']:>8.1f}{r['tokens_per_s']:>10.0f}{r['peak_gib']:>10.2f}"
+              f"{r['tokens_per_s'] / base:>7.2f}  {losses}")
+    print(rows[-1]["plan"])
+    return rows
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workload", choices=["arch", "realistic"], default="arch",
+                   help="arch: random weights of --arch, random tokens; realistic: real SmolLM2 on text-to-SQL rows")
+    p.add_argument("--threads", type=int, default=2, help="realistic: torch threads")
     p.add_argument("--arch", choices=list(ARCHS), default="tiny")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--steps", type=int, default=12)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--steps", type=int, help="default 12 (arch), 5 (realistic)")
+    p.add_argument("--warmup", type=int, help="steps left out of the timing; default 3 (arch), 1 (realistic)")
+    p.add_argument("--batch", type=int, help="default 4 (arch), 8 (realistic)")
+    p.add_argument("--attn", default="sdpa", help="arch: attention kernel (flash_attention_2 on a GPU)")
     p.add_argument("--median-len", type=int, default=350)
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--grad-ckpt", action="store_true")
@@ -137,17 +265,22 @@ def main() -> None:
     p.add_argument("--peak-tflops", type=float, default=790.0)
     p.add_argument("--json", help="also write the rows here")
     ns = p.parse_args()
+    for key, arch, realistic in (("steps", 12, 5), ("warmup", 3, 1), ("batch", 4, 8)):
+        if getattr(ns, key) is None:
+            setattr(ns, key, realistic if ns.workload == "realistic" else arch)
+    if ns.workload == "realistic":
+        rows = main_realistic(ns)
+        if ns.json:
+            with open(ns.json, "w") as f:
+                json.dump(rows, f, indent=1)
+        return
 
     rows = []
     for mode in (["lora"] if ns.lora_only or ns.qlora else ["lora", "full"]):
         ns.mode = mode
         for variant in ("baseline", "sqltune"):
             if ns.device == "cpu":
-                queue = mp.get_context("spawn").Queue()
-                proc = mp.get_context("spawn").Process(target=_child, args=(variant, ns, queue))
-                proc.start()
-                result = queue.get()
-                proc.join()
+                result = _in_own_process(variant, ns)
             else:
                 result = run_variant(variant, ns)
                 torch.cuda.empty_cache()

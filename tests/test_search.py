@@ -207,6 +207,8 @@ def test_adaptive_asha_prunes_trials_that_cannot_improve(tmp_path: Path) -> None
 def test_parallel_search_runs_two_trials_at_once(tmp_path: Path) -> None:
     cfg = grid_config(tmp_path)
     cfg["hyperparameters"]["lora"]["vals"] = PAIRS[:2]
+    # long enough (a few seconds each) that two workers starting a moment apart still overlap
+    cfg["hyperparameters"]["training_args"].update(max_steps=30, eval_steps=15, save_steps=15)
     path = write_config(tmp_path, cfg)
     assert cli.main(["search", str(path), "--parallel", "2"]) == 0
     trials = load_study(tmp_path / "search").trials
@@ -217,5 +219,5 @@ def test_parallel_search_runs_two_trials_at_once(tmp_path: Path) -> None:
         spans.append((min(times), max(times)))
     (a0, a1), (b0, b1) = spans
     assert a0 < b1 and b0 < a1  # the two trials overlapped in time
-    stored = sorted((tmp_path / "search" / "trial-0" / "checkpoints").glob("*/checkpoint-6/sqltune_config.yaml"))
+    stored = sorted((tmp_path / "search" / "trial-0" / "checkpoints").glob("*/checkpoint-30/sqltune_config.yaml"))
     assert len(stored) == 1 and yaml.safe_load(stored[0].read_text())
