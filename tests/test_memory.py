@@ -1,4 +1,4 @@
-"""The memory plan (memory.py) and LoRA dropout without a copy (model.MaskedDropoutLinear)."""
+"""The memory plan (memory.py) and the fused LoRA branch with dropout without a copy (model.use_fused_lora)."""
 
 from __future__ import annotations
 
@@ -140,7 +140,22 @@ def test_training_losses_with_the_plan_equal_those_without(tmp_path: Path) -> No
     assert max(abs(a - b) for a, b in zip(on, off)) < 1e-4, list(zip(on, off))
 
 
-# ---- LoRA dropout without a copy ------------------------------------------------------------------
+# ---- one fused LoRA branch, dropout without a copy ------------------------------------------------------------------
+
+
+def test_fused_lora_without_dropout_trains_exactly_like_peft() -> None:
+    ids = torch.randint(5, 500, (2, 16))
+    out = []
+    for fuse in (False, True):
+        net = tiny_lora()
+        if fuse:
+            assert model.use_fused_lora(net) == 14
+        loss = net(input_ids=ids, attention_mask=torch.ones_like(ids), labels=ids)["loss"]
+        loss.backward()
+        out.append((loss.item(), [p.grad for p in net.parameters() if p.requires_grad]))
+    assert out[0][0] == pytest.approx(out[1][0], abs=1e-6)
+    for a, b in zip(out[0][1], out[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_masked_dropout_drops_at_the_rate_asked_and_is_unbiased() -> None:
@@ -149,23 +164,26 @@ def test_masked_dropout_drops_at_the_rate_asked_and_is_unbiased() -> None:
         mask = model.dropout_mask(torch.Size([1000, 1000]), keep_256, torch.device("cpu"))
         assert abs((~mask).float().mean().item() - p) < 0.003
     x = torch.ones(4000, 64)
-    w = torch.eye(64)
-    out = model._MaskedDropoutLinear.apply(x, w, 230)
+    out = model._LoraBranch.apply(torch.zeros(4000, 64), x, torch.eye(64), torch.eye(64), 1.0, 230)
     assert abs(out.mean().item() - 1.0) < 0.01  # scaled by the exact inverse keep rate
 
 
-def test_masked_dropout_gradients_and_eval_mode() -> None:
-    x = torch.randn(3, 5, 6, dtype=torch.double, requires_grad=True)
-    w = torch.randn(4, 6, dtype=torch.double, requires_grad=True)
+def test_fused_lora_gradients_and_eval_mode() -> None:
+    double = {"dtype": torch.double, "requires_grad": True}
+    result, x = torch.randn(3, 5, 4, **double), torch.randn(3, 5, 6, **double)
+    a, b = torch.randn(2, 6, **double), torch.randn(4, 2, **double)
+    for keep_256 in (200, 256):  # with dropout, and without
 
-    def seeded(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        torch.manual_seed(3)
-        return model._MaskedDropoutLinear.apply(x, w, 200)
+        def seeded(result: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            torch.manual_seed(3)
+            return model._LoraBranch.apply(result, x, a, b, 0.7, keep_256)
 
-    assert torch.autograd.gradcheck(seeded, (x, w))
+        assert torch.autograd.gradcheck(seeded, (result, x, a, b))
+    torch.testing.assert_close(model._LoraBranch.apply(result, x, a, b, 0.7, 256), result + 0.7 * (x @ a.t()) @ b.t())
+
     net = tiny_lora(dropout=0.1)
     plain = tiny_lora(dropout=0.1)
-    assert model.use_masked_dropout(net) == 2 * 7  # every adapted linear of both layers
+    assert model.use_fused_lora(net) == 2 * 7  # every adapted linear of both layers
     assert net.state_dict().keys() == plain.state_dict().keys()
     ids = torch.randint(5, 500, (2, 12))
     net.eval(), plain.eval()
@@ -180,7 +198,7 @@ def test_masked_dropout_replays_under_gradient_checkpointing() -> None:
     results = []
     for ckpt in (False, True):
         net = tiny_lora(dropout=0.3)
-        model.use_masked_dropout(net)
+        model.use_fused_lora(net)
         if ckpt:
             model.enable_gradient_checkpointing(net)
         net.train()

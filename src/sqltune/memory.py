@@ -46,7 +46,7 @@ import torch
 
 log = logging.getLogger(__name__)
 GIB = 2**30
-TRANSIENT = 1.5  # peak activation memory / bytes saved for backward (gradients in flight, allocator)
+TRANSIENT = 2.0  # peak activation memory / bytes saved for backward (gradients in flight, allocator)
 PROBE_LENGTHS = (64, 128)
 
 
