@@ -209,3 +209,54 @@ def test_masked_dropout_replays_under_gradient_checkpointing() -> None:
     assert results[0][0] == pytest.approx(results[1][0], abs=1e-6)
     for a, b in zip(results[0][1], results[1][1]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+# ---- the shared prompt start, once per batch ----------------------------------------------------------
+
+
+def _rows_with_shared_start(prefix: int = 24) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    start = torch.randint(5, 500, (prefix,), generator=g)
+    rows = [torch.cat([start, torch.randint(5, 500, (n,), generator=g)]) for n in (10, 30, 18)]
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(3, width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)], mask[i, :len(r)] = r, 1
+        labels[i, prefix + 4:len(r)] = r[prefix + 4:]
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def test_shared_prefix_stops_at_the_first_difference_padding_or_label() -> None:
+    batch = _rows_with_shared_start(24)
+    ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+    assert model.shared_prefix(ids, mask, labels) == 24
+    labels2 = labels.clone()
+    labels2[1, 20] = ids[1, 20]  # a label inside the shared start
+    assert model.shared_prefix(ids, mask, labels2) == 19  # the token before a label is never shared
+    assert model.shared_prefix(ids[:1], mask[:1], labels[:1]) == 0  # one row: nothing to share
+    short = _rows_with_shared_start(model.MIN_SHARED_PREFIX - 1)
+    assert model.shared_prefix(short["input_ids"], short["attention_mask"], short["labels"]) == 0
+
+
+def test_shared_prefix_gives_the_same_loss_and_gradients(monkeypatch) -> None:
+    net = tiny_lora()
+    model.use_fused_lora(net)
+    batch = _rows_with_shared_start(24)
+    n_items = int((batch["labels"][:, 1:] != -100).sum())
+    calls = []
+    net.get_base_model().get_decoder().register_forward_pre_hook(
+        lambda m, a, k: calls.append(tuple(k["input_ids"].shape)), with_kwargs=True)
+    results = []
+    for minimum in (model.MIN_SHARED_PREFIX, 10**6):
+        monkeypatch.setattr(model, "MIN_SHARED_PREFIX", minimum)
+        net.zero_grad()
+        out = net(**batch, num_items_in_batch=n_items)
+        out["loss"].backward()
+        results.append((out["loss"].item(), out["n_correct"].item(), out["n_tokens"].item(),
+                        [p.grad.clone() for p in net.parameters() if p.requires_grad]))
+    assert calls == [(1, 24), (3, 30), (3, 54)]  # shared start once, then the rows; then unshared
+    assert results[0][:3] == pytest.approx(results[1][:3], abs=1e-6)
+    for a, b in zip(results[0][3], results[1][3]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)

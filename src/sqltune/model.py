@@ -256,6 +256,8 @@ def _fused_lora_class() -> type:
                 return super().forward(x, *args, **kwargs)
             name = active[0]
             a, b = self.lora_A[name], self.lora_B[name]
+            if hasattr(a.weight, "ds_numel"):  # ZeRO-3 gathers weights in module hooks, which this skips
+                return super().forward(x, *args, **kwargs)
             result = self.base_layer(x)
             if b.bias is not None or not (result.dtype == x.dtype == a.weight.dtype == b.weight.dtype):
                 return super().forward(x, *args, **kwargs)
