@@ -74,10 +74,10 @@ class Plan:
                 + (f" ({self.why})" if self.why else ""))
 
 
-def default_budget_gib() -> float:
-    """6 GiB on CPU (a laptop); the GPU's memory on GPU."""
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / GIB
+def default_budget_gib(device: torch.device) -> float:
+    """6 GiB on CPU (a laptop); the GPU's memory on a GPU."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory / GIB
     return 6.0
 
 

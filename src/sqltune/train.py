@@ -109,9 +109,11 @@ def plan_batches(
         padding_free = pays_to_pack(net)
     plan = None
     if cfg.memory_plan and not args.deepspeed:
+        if args.device.type == "cuda" and not getattr(net, "hf_device_map", None):
+            net.to(args.device)  # the Trainer would move it next; the probe must run where training will
         plan = memory.make_plan(
             net, lengths, args.per_device_train_batch_size,
-            budget_gib=cfg.memory_budget_gib or memory.default_budget_gib(),
+            budget_gib=cfg.memory_budget_gib or memory.default_budget_gib(args.device),
             micro_batch_tokens=cfg.micro_batch_tokens,
             gradient_checkpointing=gradient_checkpointing,
             can_split=not padding_free,
