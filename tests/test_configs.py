@@ -271,3 +271,50 @@ def test_set_picks_a_search_space_value(tmp_path: Path) -> None:
     exp = config.load(write_config(tmp_path, cfg), overrides)
     assert exp.hparams.lora.r == 4 and exp.hparams.training_args["learning_rate"] == pytest.approx(1e-5)
     assert json.dumps(exp.resolved)  # plain values, as written beside every checkpoint
+
+
+# ---- the mistakes users make (issue 12): one line, naming the field, exit 2 ---------------------------
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"model": {"name": "/nonexistent/model-dir"}},
+     "hyperparameters.model.name: no such folder '/nonexistent/model-dir' (a local path"),
+    ({"model": {"name": "./models/typo.gguf"}}, "hyperparameters.model.name: no such GGUF file './models/typo.gguf'"),
+    ({"model": {"from_config": {"model_type": "llama"}, "tokenizer": "~/no/such/tokenizer"}},
+     "hyperparameters.model.tokenizer: no such folder '~/no/such/tokenizer'"),
+    ({"training_args": {"save_strategy": True}},
+     'hyperparameters.training_args.save_strategy: expected one of no, steps, epoch, best (got True); '
+     'YAML reads bare yes/no/on/off as booleans: quote the word, e.g. save_strategy: "no"'),
+])
+def test_user_mistake_is_one_line(changes: dict, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                  tripwire: None) -> None:
+    cfg = tiny_config(tmp_path)
+    for key, value in changes.items():
+        cfg["hyperparameters"][key] = value if key == "model" else {**cfg["hyperparameters"][key], **value}
+    err = run_cli(capsys, str(write_config(tmp_path, cfg)))
+    assert expected in err and err.count("\n") == 1, err
+
+
+def test_a_folder_that_is_not_a_model(tmp_path: Path, capsys: pytest.CaptureFixture[str], tripwire: None) -> None:
+    cfg = tiny_config(tmp_path, model={"name": str(tmp_path)})
+    err = run_cli(capsys, str(write_config(tmp_path, cfg)))
+    assert f"hyperparameters.model.name: '{tmp_path}' is not a model folder" in err
+
+
+def test_yaml_no_is_read_as_the_strategy_no(tmp_path: Path) -> None:
+    """`eval_strategy: no` (or --set ...=no) reaches us as False: it means "no"."""
+    path = tmp_path / "exp.yaml"
+    text = yaml.safe_dump(tiny_config(tmp_path), sort_keys=False).replace("eval_strategy: steps", "eval_strategy: no")
+    path.write_text(text)
+    assert "eval_strategy: no\n" in text
+    exp = config.load(path)
+    assert exp.hparams.training_args["eval_strategy"] == "no"
+    exp = config.load(write_config(tmp_path, tiny_config(tmp_path), "b.yaml"), ["training_args.save_strategy=no"])
+    assert exp.hparams.training_args["save_strategy"] == "no"
+
+
+def test_empty_file_says_it_is_empty(tmp_path: Path, capsys: pytest.CaptureFixture[str], tripwire: None) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text("# nothing yet\n")
+    err = run_cli(capsys, str(path))
+    assert f"{path}: the file is empty" in err and err.count("\n") == 1, err

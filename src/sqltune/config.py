@@ -47,7 +47,10 @@ class ConfigError(ValueError):
 
     def __init__(self, problems: list[str], source: str = "config"):
         self.problems = problems
-        super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in problems))
+        if len(problems) == 1:  # one mistake, one line
+            super().__init__(problems[0] if source == "config" else f"{source}: {problems[0]}")
+        else:
+            super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 class _Strict(BaseModel):
@@ -145,6 +148,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as e:
         raise ConfigError([f"not valid YAML: {e}"], str(path)) from None
+    if raw is None:
+        raise ConfigError(["the file is empty: an experiment config needs at least a hyperparameters: mapping "
+                           "(see experiments/local.yaml)"], str(path))
     if not isinstance(raw, dict):
         raise ConfigError(["expected a mapping at the top level"], str(path))
     return raw
@@ -234,7 +240,15 @@ def _check_training_args(targs: dict[str, Any], base: Path | None, problems: lis
     import transformers  # deferred: the import is slow, and config errors should come fast
 
     known = {f.name: f.type for f in dataclasses.fields(transformers.TrainingArguments)}
-    for key, value in targs.items():
+    for key, value in list(targs.items()):
+        choices = _enum_choices(known.get(key))
+        if isinstance(value, bool) and choices:
+            if value is False and "no" in choices:  # YAML 1.1 reads a bare `no` as false
+                targs[key] = "no"
+                continue
+            problems.append(f"hyperparameters.training_args.{key}: expected one of {', '.join(choices)} (got {value!r}); "
+                            f"YAML reads bare yes/no/on/off as booleans: quote the word, e.g. {key}: \"no\"")
+            continue
         if key not in known:
             problems.append(f"hyperparameters.training_args.{key}: not a transformers.TrainingArguments field")
         elif (why := _scalar_problem(value, known[key])) is not None:
@@ -257,6 +271,16 @@ def _check_training_args(targs: dict[str, Any], base: Path | None, problems: lis
                 problems.append(f"hyperparameters.training_args.deepspeed: '{ds}' is not valid JSON ({e.msg} at line {e.lineno})")
     elif ds is not None and not isinstance(ds, dict):
         problems.append(f"hyperparameters.training_args.deepspeed: expected a JSON file path or a mapping (got {ds!r})")
+
+
+def _enum_choices(annotation: Any) -> list[str]:
+    """The values of the Enum in a TrainingArguments field typed `SomeEnum | str`, else []."""
+    import enum
+
+    for t in typing.get_args(annotation) or (annotation,):
+        if isinstance(t, type) and issubclass(t, enum.Enum):
+            return [str(m.value) for m in t]
+    return []
 
 
 _SCALARS = {bool: "a valid boolean", int: "a valid integer", float: "a valid number"}
@@ -336,6 +360,9 @@ def _cross_checks(hp: Hyperparameters) -> list[str]:
         if importlib.util.find_spec("bitsandbytes") is None:
             out.append("hyperparameters.quantization: needs the bitsandbytes package: pip install bitsandbytes")
     m = hp.model
+    for field in ("name", "tokenizer"):
+        if (why := local_model_problem(getattr(m, field))) is not None:
+            out.append(f"hyperparameters.model.{field}: {why}")
     if m.from_config is not None and "name" in m.model_fields_set:
         out.append("hyperparameters.model: set name or from_config, not both (from_config builds a random-init model)")
     if m.from_config is not None and "model_type" not in m.from_config:
@@ -343,6 +370,25 @@ def _cross_checks(hp: Hyperparameters) -> list[str]:
     if hp.eval.generate_samples and hp.eval.max_new_tokens >= hp.format.max_length:
         out.append("hyperparameters.eval.max_new_tokens must be smaller than format.max_length")
     return out
+
+
+def looks_local(name: str) -> bool:
+    """A path, not a hub id: hub ids are `name` or `org/name`, never starting with / . or ~."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or name.endswith(".gguf") or os.path.exists(name)
+
+
+def local_model_problem(name: str | None) -> str | None:
+    """Why a local model path can't be loaded, said before anything loads; None if fine or a hub id."""
+    if not name or not looks_local(name):
+        return None
+    path = Path(name).expanduser()
+    if name.endswith(".gguf"):
+        return None if path.is_file() else f"no such GGUF file '{name}'"
+    if not path.exists():
+        return f"no such folder '{name}' (a local path: check it; a hub model is named like 'org/name')"
+    if not path.is_dir() or not ((path / "config.json").is_file() or (path / "tokenizer_config.json").is_file()):
+        return f"'{name}' is not a model folder (no config.json or tokenizer_config.json in it)"
+    return None
 
 
 def load(path: str | os.PathLike, overrides: list[str] = ()) -> Experiment:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 import transformers
 from filelock import FileLock
 
+from sqltune import config
 from sqltune import format as fmt
 from sqltune.config import LoraConfig, ModelConfig, QuantizationConfig, cache_root
 
@@ -83,11 +84,56 @@ def _source(name: str) -> tuple[str, dict[str, Any]]:
     if name.endswith(".gguf"):
         p = Path(name).expanduser()
         if not p.is_file():
-            from sqltune.config import ConfigError
-
-            raise ConfigError([f"hyperparameters.model.name: no such GGUF file '{name}'"])
+            raise config.ConfigError([f"hyperparameters.model.name: no such GGUF file '{name}'"])
         return str(p.parent), {"gguf_file": p.name}
+    if not config.looks_local(name):
+        return name, hub_access(name)
     return name, {}
+
+
+@functools.cache
+def hub_reachable(timeout_s: float = 3.0) -> bool:
+    """Whether the Hugging Face endpoint answers a TCP connect within `timeout_s` (DNS included:
+    the lookup runs in a thread, since `getaddrinfo` has no timeout of its own)."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    ok: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)),
+                                     timeout=timeout_s).close()
+            ok.append(True)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return bool(ok)
+
+
+def hub_access(repo_id: str) -> dict[str, Any]:
+    """from_pretrained kwargs for a hub model: none with network; `local_files_only` from the cache
+    without it; and without either, one clear error in seconds instead of a minute of retries."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    offline = constants.HF_HUB_OFFLINE or not hub_reachable()
+    if not offline:
+        return {}
+    cached = any(isinstance(try_to_load_from_cache(repo_id, f), str) for f in ("config.json", "tokenizer_config.json"))
+    if cached:
+        return {"local_files_only": True}
+    raise config.ConfigError([
+        f"hyperparameters.model.name: '{repo_id}' is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and "
+        f"{constants.ENDPOINT} can't be reached: download it where there is network "
+        f"(huggingface-cli download {repo_id}) and copy the cache here, or set model.name to a local folder"
+    ])
 
 
 def load_tokenizer(cfg: ModelConfig) -> Any:
@@ -175,14 +221,15 @@ def load_model(
 def add_lora(model: torch.nn.Module, cfg: LoraConfig) -> torch.nn.Module:
     import peft
 
-    config = peft.LoraConfig(
+    check_target_modules(model, cfg.target_modules)
+    lora_config = peft.LoraConfig(
         task_type="CAUSAL_LM",
         r=cfg.r,
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         target_modules=cfg.target_modules,
     )
-    model = peft.get_peft_model(model, config)
+    model = peft.get_peft_model(model, lora_config)
     use_fused_lora(model)
     trainable, total = model.get_nb_trainable_parameters()
     log.info("LoRA r=%d alpha=%d: %s trainable of %s parameters (%.2f%%)", cfg.r, cfg.lora_alpha,
@@ -279,6 +326,22 @@ def use_fused_lora(model: torch.nn.Module) -> int:
             module.__class__ = fused
             changed += 1
     return changed
+
+
+def check_target_modules(model: torch.nn.Module, targets: list[str] | str) -> None:
+    """Each name in `lora.target_modules` must name some layer (PEFT's rule: the full name or its
+    last parts); PEFT itself only complains when none does, and then with a traceback."""
+    if isinstance(targets, str):
+        return  # 'all-linear'
+    names = [n for n, _ in model.named_modules()]
+    unknown = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if unknown:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                         if isinstance(m, torch.nn.Linear) and n != "lm_head"})
+        raise config.ConfigError([
+            f"hyperparameters.lora.target_modules: {', '.join(unknown)} not in this model; "
+            f"its linear layers are: {', '.join(linear)} (or write all-linear)"
+        ])
 
 
 def enable_gradient_checkpointing(net: torch.nn.Module) -> None:
@@ -395,8 +458,6 @@ def load_checkpoint(ckpt: Path, *, dequantize: bool = False) -> tuple[torch.nn.M
     QLoRA (and then, with `dequantize`, turned back into plain weights), and the adapter loaded onto it.
     """
     import yaml
-
-    from sqltune import config
 
     saved = ckpt / "sqltune_config.yaml"
     if not saved.is_file():
