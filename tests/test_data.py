@@ -136,3 +136,57 @@ def test_json_file_that_is_not_a_list_of_rows_is_one_clear_message(tmp_path: Pat
     p.write_text(json.dumps("just a string"))
     with pytest.raises(data.DataError, match=r"x.json: expected a list of rows, got str"):
         data.read_rows(DataConfig(source=str(p)), tmp_path)
+
+
+# ---- malformed files (issue 12): a counted skip or one clear message, never a traceback ----------------
+
+GOOD = {"instruction": "Show names", "input": "CREATE TABLE t (name TEXT)", "response": "SELECT name FROM t"}
+
+
+def _read(path: Path) -> tuple[list, list]:
+    return data.read_rows(DataConfig(source=str(path)), path.parent)
+
+
+@pytest.mark.parametrize(("name", "content", "expected"), [
+    ("empty.jsonl", b"", "no rows (an empty file, or a header only)"),
+    ("header.csv", b"instruction,input,response\n", "no rows (an empty file, or a header only)"),
+    ("binary.jsonl", bytes(range(256)) * 4, "not UTF-8 text"),
+    ("latin1.csv", "instruction,input,response\nQuelle année?,CREATE TABLE t (a),SELECT a\n".encode("latin-1"),
+     "not UTF-8 text"),
+    ("binary.parquet", b"PAR1" + bytes(range(200)), "not a readable Parquet file"),
+])
+def test_unreadable_file_is_one_message_naming_it(name: str, content: bytes, expected: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(data.DataError, match="not UTF-8|no rows|Parquet") as err:
+        _read(path)
+    assert str(path) in str(err.value) and expected in str(err.value)
+    cfg = tiny_config(tmp_path, data={"source": str(path)})
+    assert cli.main(["train", str(write_config(tmp_path, cfg))]) == 2
+    out = capsys.readouterr().err
+    assert "Traceback" not in out and expected in out.rstrip().splitlines()[-1]
+
+
+def test_nan_huge_and_mixed_cells_are_skipped_or_kept_as_text(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [GOOD, {**GOOD, "input": None}, {**GOOD, "response": "x" * 10_000_000}]  # a null cell, a 10 MB cell
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "rows.parquet")
+    kept, skipped = _read(tmp_path / "rows.parquet")
+    assert kept == [GOOD] and len(skipped) == 2 and "longer than 1,000,000" in skipped[1], skipped
+
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("\n".join(json.dumps(r) for r in [GOOD, {**GOOD, "instruction": 42}, {**GOOD, "input": float("nan")}]))
+    kept, skipped = _read(mixed)
+    assert [r["instruction"] for r in kept] == ["Show names", "42"] and skipped == ["mixed.jsonl row 3: missing 'input'"]
+
+    big = tmp_path / "big.csv"
+    with open(big, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(data.COLUMNS))
+        w.writeheader()
+        w.writerow(GOOD)
+        w.writerow({**GOOD, "input": "y" * 10_000_000})  # over csv's default 128 kB field limit
+    kept, skipped = _read(big)
+    assert kept == [GOOD] and skipped == ["big.csv row 2: 'input' longer than 1,000,000 characters"]

@@ -21,6 +21,7 @@ import glob
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 COLUMNS = ("instruction", "input", "response")
 BUCKETS = {"easy": (10, 100), "medium": (101, 200), "hard": (201, 800)}
 FILE_TYPES = (".jsonl", ".json", ".csv", ".parquet")
+_MAX_CELL_BYTES = 1_000_000  # a cell longer than this is skipped: no schema or query is that long
 
 
 class DataError(ValueError):
@@ -63,8 +65,17 @@ def _is_local(source: str) -> bool:
 
 
 def _file_rows(path: str) -> Iterator[dict[str, Any]]:
+    """Rows of one file; a file that can't be read as its type is a DataError naming it (and the row)."""
+    try:
+        yield from _parse_file(path)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); is it binary, or in another "
+                        "encoding? Convert it to UTF-8") from None
+
+
+def _parse_file(path: str) -> Iterator[dict[str, Any]]:
     if path.endswith(".jsonl"):
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             for i, line in enumerate(f, 1):
                 if line.strip():
                     try:
@@ -72,7 +83,7 @@ def _file_rows(path: str) -> Iterator[dict[str, Any]]:
                     except json.JSONDecodeError as e:
                         raise DataError(f"{path} row {i}: not valid JSON ({e.msg})") from None
     elif path.endswith(".json"):
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             try:
                 data = json.load(f)
             except json.JSONDecodeError as e:
@@ -86,12 +97,22 @@ def _file_rows(path: str) -> Iterator[dict[str, Any]]:
             raise DataError(f"{path}: expected a list of rows, got {type(data).__name__}")
         yield from data
     elif path.endswith(".csv"):
-        with open(path, newline="") as f:
-            yield from csv.DictReader(f)
+        csv.field_size_limit(max(csv.field_size_limit(), 2**28))  # the default 128 kB refuses long cells: skip them by row
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            try:
+                yield from reader
+            except csv.Error as e:
+                raise DataError(f"{path} row {reader.line_num}: not valid CSV ({e})") from None
     elif path.endswith(".parquet"):
+        import pyarrow
         import pyarrow.parquet as pq
 
-        yield from pq.read_table(path).to_pylist()
+        try:
+            table = pq.read_table(path)
+        except (pyarrow.ArrowException, OSError) as e:
+            raise DataError(f"{path}: not a readable Parquet file ({e})") from None
+        yield from table.to_pylist()
     else:
         raise DataError(f"data.source: '{path}' is not one of {', '.join(FILE_TYPES)}")
 
@@ -103,6 +124,8 @@ def _local_rows(source: str) -> tuple[list[dict[str, Any]], list[str]]:
     rows, skipped = [], []
     for path in paths:
         file_rows = list(_file_rows(path))
+        if not file_rows:
+            raise DataError(f"{path}: no rows (an empty file, or a header only)")
         seen = set().union(*(r.keys() for r in file_rows if isinstance(r, dict))) if file_rows else set()
         missing = [c for c in COLUMNS if c not in seen]
         if missing:
@@ -114,8 +137,8 @@ def _local_rows(source: str) -> tuple[list[dict[str, Any]], list[str]]:
             problem = _row_problem(row)
             if problem:
                 skipped.append(f"{os.path.basename(path)} row {i}: {problem}")
-            else:
-                rows.append(row)
+            else:  # text columns as text: a number in `instruction` must not make the column mixed-type
+                rows.append({**row, **{c: str(row[c]) for c in (*COLUMNS, "db_path") if row.get(c) is not None}})
     return rows, skipped
 
 
@@ -123,8 +146,11 @@ def _row_problem(row: Any) -> str | None:
     if not isinstance(row, dict):
         return "not a mapping"
     for c in COLUMNS:
-        if row.get(c) is None:
+        value = row.get(c)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
             return f"missing '{c}'"
+        if len(str(value)) > _MAX_CELL_BYTES:
+            return f"'{c}' longer than {_MAX_CELL_BYTES:,} characters"
     if not str(row["response"]).strip():
         return "empty 'response'"
     return None
