@@ -180,3 +180,54 @@ def test_same_result_rows_and_columns() -> None:
     assert not same_result(gold, [(2, "b"), (1, "a"), (2, "b")], ordered=True)
     assert not same_result(gold, [(1, "a"), (2, "b")], ordered=False)  # duplicates count
     assert not same_result(gold, [("a", 1), ("b", 2), ("b", 2)], ordered=False)  # column order counts
+
+
+# ----------------------------------------------------------------------------- in a worker process
+
+SLOW_C_CALLS = [  # one C call each: sqlexec's deadline, checked between VM steps, can't stop them
+    "SELECT printf('%.*c', 1000000000, 'x')",
+    "SELECT instr(replace(hex(zeroblob(400000)), '00', 'ab'), replace(hex(zeroblob(300000)), '00', 'ab') || 'c')",
+]
+
+
+@pytest.mark.parametrize("sql", HOSTILE + SLOW_C_CALLS, ids=[f"{i:02d}" for i in range(len(HOSTILE) + len(SLOW_C_CALLS))])
+def test_hostile_query_in_the_worker_ends_by_the_deadline(db: Path, sql: str) -> None:
+    from sqltune import sqlpool
+
+    before, files_before = sha256(db), sorted(p.name for p in db.parent.iterdir())
+    sqlpool.execute(db, "SELECT 1")  # the worker is up: time only the query
+    start = time.monotonic()
+    result = sqlpool.execute(db, sql.format(dir=db.parent), timeout_s=1.0)
+    elapsed = time.monotonic() - start
+    assert not result.ok and result.rows is None and result.error
+    assert elapsed < 1.0 + 0.5, f"took {elapsed:.2f} s"
+    assert sha256(db) == before
+    assert sorted(p.name for p in db.parent.iterdir()) == files_before
+    assert sqlpool.execute(db, "SELECT count(*) FROM singer").rows == [(300,)]  # and the next query runs
+
+
+def test_worker_answers_like_in_process(db: Path) -> None:
+    from sqltune import sqlpool
+
+    for sql in ("SELECT name, age FROM singer WHERE age > 24 ORDER BY id", "SELECT nope FROM singer",
+                "SELECT x'00ff', 1.5, NULL"):
+        assert sqlpool.execute(db, sql) == execute(db, sql)
+
+
+def test_slow_c_call_outruns_the_in_process_deadline(db: Path) -> None:
+    """Why the worker exists: in process, the first slow call runs far past its 0.2 s deadline."""
+    start = time.monotonic()
+    execute(db, "SELECT printf('%.*c', 200000000, 'x')", timeout_s=0.2)
+    assert time.monotonic() - start > 0.5
+
+
+def test_kept_connection_sees_a_replaced_database(tmp_path: Path) -> None:
+    db = make_db(tmp_path / "a.sqlite")
+    assert execute(db, "SELECT count(*) FROM singer", keep_open=True).rows == [(300,)]
+    other = make_db(tmp_path / "b.sqlite")
+    conn = sqlite3.connect(other)
+    conn.execute("DELETE FROM singer WHERE id >= 10")
+    conn.commit()
+    conn.close()
+    other.replace(db)  # a regenerated database at the same path
+    assert execute(db, "SELECT count(*) FROM singer", keep_open=True).rows == [(10,)]

@@ -20,9 +20,9 @@ different way a generated query can go wrong:
 - at most `max_rows` rows and `_MAX_RESULT_BYTES` of text and blobs come back to Python.
 
 What this does not bound: the deadline is checked between VM instructions, so a single slow
-C function call overruns it, e.g. `printf('%.*c', 2000000000, 'x')` (about 3 s) or `instr` /
-`LIKE` over two strings near the 1 MB limit (seconds to tens of seconds). A model does not
-write these by accident; if an adversary might, run `execute` in a subprocess you can kill.
+C function call overruns it, e.g. `printf('%.*c', 1000000000, 'x')` (~10 s on 2 cores) or
+`instr` / `LIKE` over two strings near the 1 MB limit (seconds to tens of seconds). So scoring
+calls it through `sqlpool.execute`, in a worker process killed at the deadline.
 
 Result comparison (`same_result`) lives here too, next to the rows it compares.
 """
@@ -132,19 +132,37 @@ def _fetch(cursor: sqlite3.Cursor, max_rows: int) -> list[tuple]:
     return rows
 
 
+_OPEN: dict[tuple, sqlite3.Connection] = {}  # keep_open connections, by file identity
+_MAX_OPEN = 16
+
+
+def _open(db_path: str | Path) -> sqlite3.Connection:
+    """A kept connection to `db_path`, reopened if the file was replaced or changed (immutable
+    connections never look at the file again, so the key is its inode, size and mtime)."""
+    st = Path(db_path).stat()
+    key = (str(Path(db_path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    conn = _OPEN.pop(key, None) or _connect(db_path)
+    _OPEN[key] = conn  # most recently used last
+    while len(_OPEN) > _MAX_OPEN:
+        _OPEN.pop(next(iter(_OPEN))).close()
+    return conn
+
+
 def execute(
-    db_path: str | Path, sql: str, *, timeout_s: float = 1.0, max_rows: int = 10_000
+    db_path: str | Path, sql: str, *, timeout_s: float = 1.0, max_rows: int = 10_000, keep_open: bool = False
 ) -> ExecResult:
     """Run one read-only query on the SQLite file `db_path`; never raises, never writes.
 
     `sql` goes through `clean_sql` first. Any failure (syntax error, denied action, timeout,
     more than `max_rows` rows, missing file) comes back as `ExecResult(error=...)`, the text
     prefixed with the exception type, e.g. "OperationalError: no such column: x".
+    `keep_open` reuses a connection per database file across calls (opening one costs about
+    as much as a simple query): for a long-lived process such as `sqlpool`'s worker.
     """
     try:
         sql = clean_sql(sql)
         _check_statement(sql)
-        conn = _connect(db_path)
+        conn = _open(db_path) if keep_open else _connect(db_path)
     except Exception as e:  # noqa: BLE001 - every failure is a result, not a crash
         return ExecResult(error=f"{type(e).__name__}: {e}")
 
@@ -159,7 +177,9 @@ def execute(
             return ExecResult(error=f"TimeoutError: query ran past {timeout_s:g} s")
         return ExecResult(error=f"{type(e).__name__}: {e}")
     finally:
-        conn.close()
+        conn.set_progress_handler(None, 0)
+        if not keep_open:
+            conn.close()
 
 
 def _norm_value(v: Any) -> Any:
