@@ -253,6 +253,10 @@ def _check_training_args(targs: dict[str, Any], base: Path | None, problems: lis
             problems.append(f"hyperparameters.training_args.{key}: not a transformers.TrainingArguments field")
         elif (why := _scalar_problem(value, known[key])) is not None:
             problems.append(f"hyperparameters.training_args.{key}: {why}")
+        elif key in TRAINING_ARGS_POSITIVE and isinstance(value, (int, float)) and value <= 0:
+            problems.append(f"hyperparameters.training_args.{key}: input should be greater than 0 (got {value!r})")
+        elif key in TRAINING_ARGS_NON_NEGATIVE and isinstance(value, (int, float)) and value < 0:
+            problems.append(f"hyperparameters.training_args.{key}: input should be 0 or more (got {value!r})")
     if "output_dir" not in targs:
         problems.append("hyperparameters.training_args.output_dir: required field is missing")
     if targs.get("bf16") is True and targs.get("fp16") is True:
@@ -284,22 +288,38 @@ def _enum_choices(annotation: Any) -> list[str]:
 
 
 _SCALARS = {bool: "a valid boolean", int: "a valid integer", float: "a valid number"}
+# TrainingArguments numbers with a range that transformers only finds out mid-training (or never)
+TRAINING_ARGS_POSITIVE = {
+    "learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+    "num_train_epochs", "logging_steps", "eval_steps", "save_steps", "adam_epsilon",
+}
+TRAINING_ARGS_NON_NEGATIVE = {
+    "warmup_steps", "warmup_ratio", "weight_decay", "max_grad_norm", "dataloader_num_workers", "save_total_limit",
+    "label_smoothing_factor", "eval_delay",
+}
 
 
 def _scalar_problem(value: Any, annotation: Any) -> str | None:
-    """Why `value` can't fill a TrainingArguments field typed bool, int or float (or that | None).
+    """Why `value` can't fill a TrainingArguments field typed bool, int, float, str or an enum
+    (or that | None).
 
     transformers stores whatever it is given (`learning_rate: "1e-5"` fails only at the first
-    optimizer step), so we check these scalars; strings, enums and unions are left to it.
+    optimizer step), so we check these; other unions (`report_to`, `deepspeed`) are left to it.
     """
     union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
     kinds = set(typing.get_args(annotation)) if union else {annotation}
     if value is None and type(None) in kinds:
         return None
     kinds.discard(type(None))
+    if choices := _enum_choices(annotation):  # `SomeEnum | str`: one of the enum's values
+        if not isinstance(value, str) or value not in choices:
+            return f"expected one of {', '.join(choices)} (got {value!r})"
+        return None
+    if kinds == {str} and not isinstance(value, str):
+        return f"input should be a valid string (got {value!r})"
     want = kinds.pop() if len(kinds) == 1 else None
     if want not in _SCALARS:
-        return None
+        return None if _matches(value, annotation) else f"input should be {_describe(annotation)} (got {value!r})"
     if want is bool:
         ok = isinstance(value, bool)
     else:
@@ -314,6 +334,38 @@ def _scalar_problem(value: Any, annotation: Any) -> str | None:
         except ValueError:
             pass
     return f"input should be {_SCALARS[want]} (got {value!r}){hint}"
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    """`value` fits `annotation` as far as YAML can tell (unions, None, scalars, str, list[...], dict);
+    anything fancier is taken on trust and left to transformers."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if annotation is type(None):
+        return value is None
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation in (int, float):
+        return isinstance(value, int if annotation is int else (int, float)) and not isinstance(value, bool)
+    if annotation is str or _enum_choices(annotation):
+        return isinstance(value, str)
+    if origin is list or annotation is list:
+        return isinstance(value, list) and all(_matches(v, args[0]) for v in value) if args else isinstance(value, list)
+    if origin is dict or annotation is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _describe(annotation: Any) -> str:
+    names = []
+    for a in typing.get_args(annotation) or (annotation,):
+        if a is type(None):
+            continue
+        inner = typing.get_args(a)
+        names.append(f"a list of {inner[0].__name__}" if typing.get_origin(a) is list and inner
+                      else getattr(a, "__name__", str(a)))
+    return " or ".join(names) or str(annotation)
 
 
 def build(raw: dict[str, Any], overrides: list[str] = (), path: Path | None = None) -> Experiment:
@@ -367,6 +419,8 @@ def _cross_checks(hp: Hyperparameters) -> list[str]:
         out.append("hyperparameters.model: set name or from_config, not both (from_config builds a random-init model)")
     if m.from_config is not None and "model_type" not in m.from_config:
         out.append("hyperparameters.model.from_config.model_type: required field is missing (e.g. llama)")
+    elif m.from_config is not None:
+        out.extend(_from_config_problems(m.from_config))
     if hp.eval.generate_samples and hp.eval.max_new_tokens >= hp.format.max_length:
         out.append("hyperparameters.eval.max_new_tokens must be smaller than format.max_length")
     return out
@@ -389,6 +443,37 @@ def local_model_problem(name: str | None) -> str | None:
     if not path.is_dir() or not ((path / "config.json").is_file() or (path / "tokenizer_config.json").is_file()):
         return f"'{name}' is not a model folder (no config.json or tokenizer_config.json in it)"
     return None
+
+
+def _from_config_problems(spec: dict[str, Any]) -> list[str]:
+    """`model.from_config` against the architecture's own config class: known model type, known
+    keys, values of the default's type (sizes positive). transformers would take anything."""
+    import transformers
+
+    where = "hyperparameters.model.from_config"
+    kind = spec["model_type"]
+    if not isinstance(kind, str) or kind not in transformers.CONFIG_MAPPING:
+        return [f"{where}.model_type: unknown model type {kind!r} (e.g. llama, mistral, qwen2)"]
+    default = transformers.CONFIG_MAPPING[kind]()
+    out = []
+    for key, value in spec.items():
+        if key == "model_type":
+            continue
+        if not hasattr(default, key):
+            out.append(f"{where}.{key}: not a field of {type(default).__name__}")
+            continue
+        want = getattr(default, key)
+        if isinstance(want, bool) or want is None or not isinstance(want, (int, float, str)):
+            continue
+        if isinstance(want, int) and (not isinstance(value, int) or isinstance(value, bool)):
+            out.append(f"{where}.{key}: input should be a valid integer (got {value!r})")
+        elif isinstance(want, float) and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            out.append(f"{where}.{key}: input should be a valid number (got {value!r})")
+        elif isinstance(want, str) and not isinstance(value, str):
+            out.append(f"{where}.{key}: input should be a valid string (got {value!r})")
+        elif isinstance(want, int) and want > 0 and value <= 0:
+            out.append(f"{where}.{key}: input should be greater than 0 (got {value!r})")
+    return out
 
 
 def load(path: str | os.PathLike, overrides: list[str] = ()) -> Experiment:
