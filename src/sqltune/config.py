@@ -290,11 +290,11 @@ def _enum_choices(annotation: Any) -> list[str]:
 _SCALARS = {bool: "a valid boolean", int: "a valid integer", float: "a valid number"}
 # TrainingArguments numbers with a range that transformers only finds out mid-training (or never)
 TRAINING_ARGS_POSITIVE = {
-    "learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+    "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
     "num_train_epochs", "logging_steps", "eval_steps", "save_steps", "adam_epsilon",
 }
-TRAINING_ARGS_NON_NEGATIVE = {
-    "warmup_steps", "warmup_ratio", "weight_decay", "max_grad_norm", "dataloader_num_workers", "save_total_limit",
+TRAINING_ARGS_NON_NEGATIVE = {  # learning_rate 0 is a control run: the searches use it
+    "learning_rate", "warmup_steps", "warmup_ratio", "weight_decay", "max_grad_norm", "dataloader_num_workers", "save_total_limit",
     "label_smoothing_factor", "eval_delay",
 }
 
