@@ -38,13 +38,11 @@ allocator, calibrated on CPU against peak RSS (bench/NOTES.md).
 from __future__ import annotations
 
 import dataclasses
-import logging
 import resource
 from typing import Any
 
 import torch
 
-log = logging.getLogger(__name__)
 GIB = 2**30
 TRANSIENT = 2.0  # peak activation memory / bytes saved for backward (gradients in flight, allocator)
 PROBE_LENGTHS = (64, 128)
@@ -81,7 +79,7 @@ def default_budget_gib(device: torch.device) -> float:
     return 6.0
 
 
-def fixed_bytes(model: torch.nn.Module, optimizer_states: int = 2) -> float:
+def fixed_bytes(model: torch.nn.Module) -> float:
     """What doesn't grow with tokens: on CPU the process as it stands (weights, libraries, data)
     plus the gradients and optimizer state the trainable parameters will get."""
     trainable = sum(p.numel() * 4 for p in model.parameters() if p.requires_grad)  # fp32 states
@@ -90,7 +88,7 @@ def fixed_bytes(model: torch.nn.Module, optimizer_states: int = 2) -> float:
         now = torch.cuda.memory_allocated()
     else:
         now = current_rss_bytes()
-    return now + grads + optimizer_states * trainable
+    return now + grads + 2 * trainable  # AdamW: two fp32 states per trainable parameter
 
 
 def current_rss_bytes() -> float:
@@ -151,8 +149,6 @@ def make_plan(
     gradient_checkpointing: bool | None = None,
     can_split: bool = True,
     fixed_gib: float | None = None,
-    num_layers: int | None = None,
-    hidden_size: int | None = None,
 ) -> Plan:
     """Choose micro-batches and gradient checkpointing for the longest batch of `lengths`.
 
@@ -168,8 +164,8 @@ def make_plan(
     head_per_token = vocab * 4 * 3 / 8  # fp32 logits, softmax and its grad, at ~1 in 8 positions (answers)
     cfg = getattr(model, "config", None)
     cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
-    layers = num_layers or getattr(cfg, "num_hidden_layers", 1) or 1
-    hidden = hidden_size or getattr(cfg, "hidden_size", 0) or 0
+    layers = getattr(cfg, "num_hidden_layers", 1) or 1
+    hidden = getattr(cfg, "hidden_size", 0) or 0
     act_bytes = next(model.parameters()).element_size() if next(model.parameters()).is_floating_point() else 4
 
     def peak(tokens: int, row: int, ckpt: bool) -> float:

