@@ -1,4 +1,4 @@
-"""Gold queries in the worker process (sqlpool) vs in this process (sqlexec): the cost of the pipe.
+"""Gold queries in the worker process (sql.sandbox) vs in this process (sql.execute): the cost of the pipe.
 
     python bench/sqlexec.py                 # 1,000 benign gold queries from the generator
 
@@ -12,7 +12,8 @@ import argparse
 import tempfile
 import time
 
-from sqltune import sqlexec, sqlpool, synthetic
+from sqltune.data import synthetic
+from sqltune.sql import execute as sqlexec, sandbox
 
 
 def main() -> None:
@@ -23,10 +24,10 @@ def main() -> None:
     jobs = [(r["db_path"], r["response"]) for r in rows]
     for db, sql in jobs:
         sqlexec.execute(db, sql)
-        sqlpool.execute(db, sql)
+        sandbox.execute(db, sql)
     times = {"in process": 0.0, "worker": 0.0}
     for _ in range(2):
-        for name, run in (("in process", sqlexec.execute), ("worker", sqlpool.execute)):
+        for name, run in (("in process", sqlexec.execute), ("worker", sandbox.execute)):
             start = time.perf_counter()
             results = [run(db, sql) for db, sql in jobs]
             times[name] += time.perf_counter() - start

@@ -69,6 +69,7 @@ def run_variant(variant: str, ns: argparse.Namespace) -> dict:
     import transformers
 
     from sqltune import model as sqmodel
+    from sqltune.model import loss as sqloss
     from sqltune import tokenize as tok
     from sqltune.train import SQLTrainer
 
@@ -91,7 +92,7 @@ def run_variant(variant: str, ns: argparse.Namespace) -> dict:
         net = transformers.AutoModelForCausalLM.from_config(config, **kw)
     n_params = sum(p.numel() for p in net.parameters())
     if variant.startswith("sqltune"):
-        sqmodel.install_masked_loss(net)
+        sqloss.install_masked_loss(net)
     if ns.mode == "lora":
         torch.manual_seed(1)
         net = peft.get_peft_model(net, peft.LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=0.0,
@@ -133,14 +134,14 @@ def realistic_rows(n: int, tokenizer) -> list[dict]:  # noqa: ANN001
     """The generator's hard rows whose chat-formatted length is 400-500 tokens, tokenized as sqltune does."""
     import tempfile
 
-    from sqltune import data, synthetic
+    from sqltune.data import splits, synthetic
     from sqltune import tokenize as tok
     from sqltune.config import DEFAULT_SYSTEM_PROMPT
 
     rows = []
     for seed in range(20):
         made = synthetic.generate(3000, seed, tempfile.mkdtemp(prefix="sqltune-bench-"))
-        for row in data.select(made, "hard", 10**6):
+        for row in splits.select(made, "hard", 10**6):
             enc = tok.encode(row, tokenizer, DEFAULT_SYSTEM_PROMPT, 4096)
             if 400 <= len(enc["input_ids"]) <= 500:
                 rows.append({"input_ids": enc["input_ids"], "labels": enc["labels"]})

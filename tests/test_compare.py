@@ -17,7 +17,8 @@ from determined.experimental import client
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import tiny_config, write_config
-from sqltune import cli, compare
+from sqltune import cli
+from sqltune.study import compare
 
 PAIRS = [{"r": 4, "lora_alpha": 8}, {"r": 8, "lora_alpha": 16}]
 QUICK = {"max_steps": 4, "eval_steps": 2, "save_steps": 4}  # two evaluations, one checkpoint

@@ -26,7 +26,7 @@ import yaml
 
 from conftest import tiny_config, write_config
 from sqltune import cli, config, platform
-from sqltune.searchspace import search_space, yaml_text
+from sqltune.study.space import search_space, yaml_text
 
 ROOT = Path(__file__).parents[1]
 VALIDATE = ROOT / ".." / "shared" / "determined-expconf" / "validate.py"

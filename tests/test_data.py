@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from sqltune import cli, data
+from sqltune.data import rows as data_rows, splits as data_splits
+from sqltune.errors import DataError
 from sqltune.config import DataConfig
 
 from conftest import tiny_config, write_config
@@ -26,22 +28,22 @@ def row(words: int, response: str = "SELECT 1") -> dict:
 ])
 def test_word_count_buckets_match_the_reference_rule(words: int, bucket: str | None) -> None:
     r = row(words)
-    assert data.word_count(r) == words
+    assert data_rows.word_count(r) == words
     assert data.difficulty(r) == bucket
 
 
 def test_word_count_splits_each_column_on_whitespace() -> None:
     r = {"instruction": "How many\tsingers?", "input": "CREATE TABLE t (a INT)\n", "response": " SELECT  1 "}
-    assert data.word_count(r) == 3 + 5 + 2
+    assert data_rows.word_count(r) == 3 + 5 + 2
 
 
 def test_select_takes_first_rows_of_the_bucket_in_source_order() -> None:
     rows = [row(50), row(150), row(60), row(300), row(70), row(5)]
     for i, r in enumerate(rows):
         r["instruction"] = f"q{i}"
-    easy = data.select(rows, "easy", max_rows=2)
+    easy = data_splits.select(rows, "easy", max_rows=2)
     assert [r["instruction"] for r in easy] == ["q0", "q2"]
-    everything = data.select(rows, "all", max_rows=100)
+    everything = data_splits.select(rows, "all", max_rows=100)
     assert [r["difficulty"] for r in everything] == ["easy", "medium", "easy", "hard", "easy"]
 
 
@@ -49,7 +51,7 @@ def test_split_is_the_reference_80_10_10_with_seed_123() -> None:
     import datasets
 
     rows = [{**row(20), "instruction": f"q{i}"} for i in range(100)]
-    splits = data.split(rows)
+    splits = data_splits.split(rows)
     assert {k: len(v) for k, v in splits.items()} == {"train": 80, "valid": 10, "test": 10}
     # the same calls the reference makes, on the same rows
     ds = datasets.Dataset.from_list(rows).train_test_split(train_size=0.8, seed=123)
@@ -127,14 +129,14 @@ def test_file_missing_a_column_is_one_clear_message(tmp_path: Path, capsys: pyte
 def test_broken_json_line_names_the_row(tmp_path: Path) -> None:
     p = tmp_path / "x.jsonl"
     p.write_text(json.dumps(row(20)) + "\n{not json\n")
-    with pytest.raises(data.DataError, match=r"x.jsonl row 2: not valid JSON"):
+    with pytest.raises(DataError, match=r"x.jsonl row 2: not valid JSON"):
         data.read_rows(DataConfig(source=str(p)), tmp_path)
 
 
 def test_json_file_that_is_not_a_list_of_rows_is_one_clear_message(tmp_path: Path) -> None:
     p = tmp_path / "x.json"
     p.write_text(json.dumps("just a string"))
-    with pytest.raises(data.DataError, match=r"x.json: expected a list of rows, got str"):
+    with pytest.raises(DataError, match=r"x.json: expected a list of rows, got str"):
         data.read_rows(DataConfig(source=str(p)), tmp_path)
 
 
@@ -159,7 +161,7 @@ def test_unreadable_file_is_one_message_naming_it(name: str, content: bytes, exp
                                                   capsys: pytest.CaptureFixture) -> None:
     path = tmp_path / name
     path.write_bytes(content)
-    with pytest.raises(data.DataError, match="not UTF-8|no rows|Parquet") as err:
+    with pytest.raises(DataError, match="not UTF-8|no rows|Parquet") as err:
         _read(path)
     assert str(path) in str(err.value) and expected in str(err.value)
     cfg = tiny_config(tmp_path, data={"source": str(path)})
@@ -184,7 +186,7 @@ def test_nan_huge_and_mixed_cells_are_skipped_or_kept_as_text(tmp_path: Path) ->
 
     big = tmp_path / "big.csv"
     with open(big, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(data.COLUMNS))
+        w = csv.DictWriter(f, fieldnames=list(data_rows.COLUMNS))
         w.writeheader()
         w.writerow(GOOD)
         w.writerow({**GOOD, "input": "y" * 10_000_000})  # over csv's default 128 kB field limit

@@ -1,4 +1,4 @@
-"""The memory plan (memory.py) and the fused LoRA branch with dropout without a copy (model.use_fused_lora)."""
+"""The memory plan (memory.py) and the fused LoRA branch with dropout without a copy (lora.use_fused_lora)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import torch
 import transformers
 
 from conftest import TINY_LLAMA, read_metrics, tiny_config, write_config
-from sqltune import cli, memory, model
+from sqltune import cli, model
+from sqltune.model import lora, loss, memory
 
 
 def tiny_lora(dropout: float = 0.0, layers: int = 2) -> torch.nn.Module:
@@ -19,7 +20,7 @@ def tiny_lora(dropout: float = 0.0, layers: int = 2) -> torch.nn.Module:
     config = transformers.AutoConfig.for_model(extra.pop("model_type"), **extra, vocab_size=512)
     torch.manual_seed(0)
     net = transformers.AutoModelForCausalLM.from_config(config)
-    model.install_masked_loss(net)
+    loss.install_masked_loss(net)
     torch.manual_seed(1)
     net = peft.get_peft_model(net, peft.LoraConfig(task_type="CAUSAL_LM", r=4, lora_alpha=8, lora_dropout=dropout,
                                                    target_modules="all-linear"))
@@ -149,7 +150,7 @@ def test_fused_lora_without_dropout_trains_exactly_like_peft() -> None:
     for fuse in (False, True):
         net = tiny_lora()
         if fuse:
-            assert model.use_fused_lora(net) == 14
+            assert lora.use_fused_lora(net) == 14
         loss = net(input_ids=ids, attention_mask=torch.ones_like(ids), labels=ids)["loss"]
         loss.backward()
         out.append((loss.item(), [p.grad for p in net.parameters() if p.requires_grad]))
@@ -161,10 +162,10 @@ def test_fused_lora_without_dropout_trains_exactly_like_peft() -> None:
 def test_masked_dropout_drops_at_the_rate_asked_and_is_unbiased() -> None:
     for p in (0.05, 0.1, 0.5):
         keep_256 = round((1 - p) * 256)
-        mask = model.dropout_mask(torch.Size([1000, 1000]), keep_256, torch.device("cpu"))
+        mask = lora.dropout_mask(torch.Size([1000, 1000]), keep_256, torch.device("cpu"))
         assert abs((~mask).float().mean().item() - p) < 0.003
     x = torch.ones(4000, 64)
-    out = model._LoraBranch.apply(torch.zeros(4000, 64), x, torch.eye(64), torch.eye(64), 1.0, 230)
+    out = lora.LoraBranch.apply(torch.zeros(4000, 64), x, torch.eye(64), torch.eye(64), 1.0, 230)
     assert abs(out.mean().item() - 1.0) < 0.01  # scaled by the exact inverse keep rate
 
 
@@ -176,14 +177,14 @@ def test_fused_lora_gradients_and_eval_mode() -> None:
 
         def seeded(result: torch.Tensor, x: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
             torch.manual_seed(3)
-            return model._LoraBranch.apply(result, x, a, b, 0.7, keep_256)
+            return lora.LoraBranch.apply(result, x, a, b, 0.7, keep_256)
 
         assert torch.autograd.gradcheck(seeded, (result, x, a, b))
-    torch.testing.assert_close(model._LoraBranch.apply(result, x, a, b, 0.7, 256), result + 0.7 * (x @ a.t()) @ b.t())
+    torch.testing.assert_close(lora.LoraBranch.apply(result, x, a, b, 0.7, 256), result + 0.7 * (x @ a.t()) @ b.t())
 
     net = tiny_lora(dropout=0.1)
     plain = tiny_lora(dropout=0.1)
-    assert model.use_fused_lora(net) == 2 * 7  # every adapted linear of both layers
+    assert lora.use_fused_lora(net) == 2 * 7  # every adapted linear of both layers
     assert net.state_dict().keys() == plain.state_dict().keys()
     ids = torch.randint(5, 500, (2, 12))
     net.eval(), plain.eval()
@@ -198,7 +199,7 @@ def test_masked_dropout_replays_under_gradient_checkpointing() -> None:
     results = []
     for ckpt in (False, True):
         net = tiny_lora(dropout=0.3)
-        model.use_fused_lora(net)
+        lora.use_fused_lora(net)
         if ckpt:
             model.enable_gradient_checkpointing(net)
         net.train()
@@ -231,26 +232,26 @@ def _rows_with_shared_start(prefix: int = 24) -> dict[str, torch.Tensor]:
 def test_shared_prefix_stops_at_the_first_difference_padding_or_label() -> None:
     batch = _rows_with_shared_start(24)
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
-    assert model.shared_prefix(ids, mask, labels) == 24
+    assert loss.shared_prefix(ids, mask, labels) == 24
     labels2 = labels.clone()
     labels2[1, 20] = ids[1, 20]  # a label inside the shared start
-    assert model.shared_prefix(ids, mask, labels2) == 19  # the token before a label is never shared
-    assert model.shared_prefix(ids[:1], mask[:1], labels[:1]) == 0  # one row: nothing to share
-    short = _rows_with_shared_start(model.MIN_SHARED_PREFIX - 1)
-    assert model.shared_prefix(short["input_ids"], short["attention_mask"], short["labels"]) == 0
+    assert loss.shared_prefix(ids, mask, labels2) == 19  # the token before a label is never shared
+    assert loss.shared_prefix(ids[:1], mask[:1], labels[:1]) == 0  # one row: nothing to share
+    short = _rows_with_shared_start(loss.MIN_SHARED_PREFIX - 1)
+    assert loss.shared_prefix(short["input_ids"], short["attention_mask"], short["labels"]) == 0
 
 
 def test_shared_prefix_gives_the_same_loss_and_gradients(monkeypatch) -> None:
     net = tiny_lora()
-    model.use_fused_lora(net)
+    lora.use_fused_lora(net)
     batch = _rows_with_shared_start(24)
     n_items = int((batch["labels"][:, 1:] != -100).sum())
     calls = []
     net.get_base_model().get_decoder().register_forward_pre_hook(
         lambda m, a, k: calls.append(tuple(k["input_ids"].shape)), with_kwargs=True)
     results = []
-    for minimum in (model.MIN_SHARED_PREFIX, 10**6):
-        monkeypatch.setattr(model, "MIN_SHARED_PREFIX", minimum)
+    for minimum in (loss.MIN_SHARED_PREFIX, 10**6):
+        monkeypatch.setattr(loss, "MIN_SHARED_PREFIX", minimum)
         net.zero_grad()
         out = net(**batch, num_items_in_batch=n_items)
         out["loss"].backward()

@@ -15,9 +15,10 @@ import yaml
 from optuna.trial import TrialState
 
 from conftest import read_metrics, tiny_config, write_config
-from sqltune import cli, config, search
-from sqltune.config import ConfigError
-from sqltune.searchspace import Param, grid_points, yaml_text
+from sqltune import cli, config
+from sqltune.study import search
+from sqltune.errors import ConfigError
+from sqltune.study.space import Param, grid_points, yaml_text
 
 REPO = Path(__file__).resolve().parents[1]
 VALIDATE = REPO.parent / "shared" / "determined-expconf" / "validate.py"

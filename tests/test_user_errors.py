@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from conftest import tiny_config, write_config
-from sqltune import cli, model
+from sqltune import cli
+from sqltune.model import load
 
 
 def run_train(capsys: pytest.CaptureFixture[str], path: Path, *extra: str) -> str:
@@ -34,14 +35,14 @@ def test_hub_model_without_network_or_cache_fails_in_seconds(tmp_path: Path, cap
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
-    model.hub_reachable.cache_clear()
+    load.hub_reachable.cache_clear()
     cfg = tiny_config(tmp_path)
     cfg["hyperparameters"]["model"] = {"name": "TinyLlama/TinyLlama-1.1B-Chat-v1.0"}
     started = time.monotonic()
     try:
         err = run_train(capsys, write_config(tmp_path, cfg))
     finally:
-        model.hub_reachable.cache_clear()
+        load.hub_reachable.cache_clear()
     assert time.monotonic() - started < 10
     assert "hyperparameters.model.name: 'TinyLlama/TinyLlama-1.1B-Chat-v1.0' is not in the Hugging Face cache" in err
     assert "huggingface-cli download TinyLlama/TinyLlama-1.1B-Chat-v1.0" in err

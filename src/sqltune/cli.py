@@ -13,9 +13,10 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
-from sqltune.config import ConfigError
+from sqltune.errors import ConfigError
 from sqltune.evaluate import GROUPS, SQL_METRICS
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError,)
@@ -112,7 +113,7 @@ def _read_eval_rows(ref: str, hp: Any) -> tuple[str, list[dict[str, Any]]]:
     rows, skipped = data.read_rows(hp.data.model_copy(update={"source": ref}), data.data_cache_dir(hp.data))
     if skipped:
         logging.getLogger("sqltune").warning("skipped %d unusable rows, e.g. %s", len(skipped), skipped[0])
-    return data.Path(ref).stem, [{**r, "difficulty": r.get("difficulty") or data.difficulty(r)} for r in rows]
+    return Path(ref).stem, [{**r, "difficulty": r.get("difficulty") or data.difficulty(r)} for r in rows]
 
 
 def cmd_evaluate(ns: argparse.Namespace) -> int:
@@ -162,7 +163,7 @@ def cmd_merge(ns: argparse.Namespace) -> int:
 
 
 def cmd_search(ns: argparse.Namespace) -> int:
-    from sqltune import compare, search
+    from sqltune.study import compare, search
 
     s = search.load(ns.config, ns.set)
     if ns.dry_run:
@@ -177,7 +178,7 @@ def cmd_search(ns: argparse.Namespace) -> int:
 
 
 def cmd_compare(ns: argparse.Namespace) -> int:
-    from sqltune import compare
+    from sqltune.study import compare
 
     return compare.main(ns.runs, ns.experiment, ns.output, ns.metric)
 
@@ -236,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     _setup_logging(ns.verbose)
-    from sqltune.data import DataError
+    from sqltune.errors import DataError
 
     try:
         return ns.func(ns)

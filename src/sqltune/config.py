@@ -26,6 +26,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, confloat
 
+from sqltune.errors import ConfigError
+
 SEARCH_TYPES = ("int", "double", "log", "categorical")
 
 
@@ -40,17 +42,6 @@ DEFAULT_SYSTEM_PROMPT = (
     "respond with a SQL query to retrieve information from the table. "
     "Don't explain your reasoning, only provide the SQL query."
 )
-
-
-class ConfigError(ValueError):
-    """Every problem found in a config, one per line."""
-
-    def __init__(self, problems: list[str], source: str = "config"):
-        self.problems = problems
-        if len(problems) == 1:  # one mistake, one line
-            super().__init__(problems[0] if source == "config" else f"{source}: {problems[0]}")
-        else:
-            super().__init__(f"{source}: {len(problems)} problem(s)\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 class _Strict(BaseModel):

@@ -1,5 +1,5 @@
 """Score the SQL the model writes: greedy generation from the prompt, then BLEU, exact match and
-execution accuracy (sqlmetrics), per difficulty and per Spider hardness.
+execution accuracy (sql.scoring), per difficulty and per Spider hardness.
 
 The reference scored teacher-forced argmax tokens, which never shows what a user would get. Here
 each evaluation generates from the prompt alone: batched, prompts sorted by length so a batch
@@ -25,7 +25,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from sqltune import format as fmt
-from sqltune import sqlmetrics
+from sqltune.sql import scoring
 from sqltune.config import EvalConfig
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ def eval_rows(rows: list[dict[str, Any]], n: int, seed: int = 0) -> list[dict[st
 
 
 def score(rows: list[dict[str, Any]], predictions: list[str], timeout_s: float) -> dict[str, Any]:
-    scored = sqlmetrics.score_rows(
+    scored = scoring.score_rows(
         [{**r, "prediction": p, "db_path": r.get("db_path") or None} for r, p in zip(rows, predictions)],
         timeout_s=timeout_s,
     )

@@ -32,7 +32,7 @@ import transformers
 import yaml
 from transformers.trainer_utils import get_last_checkpoint
 
-from sqltune.config import ConfigError
+from sqltune.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

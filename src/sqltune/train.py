@@ -21,7 +21,8 @@ from typing import Any, Callable
 import torch
 import transformers
 
-from sqltune import config, data, evaluate, memory, model, platform
+from sqltune import config, data, evaluate, model, platform
+from sqltune.model import memory
 from sqltune import tokenize as tok
 
 log = logging.getLogger(__name__)

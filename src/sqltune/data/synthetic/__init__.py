@@ -29,9 +29,9 @@ import re
 from functools import cache
 from pathlib import Path
 
-from sqltune.synthetic import joins, questions
-from sqltune.synthetic.domains import Domain, create_table, load_domain, write_database
-from sqltune.synthetic.schemas import SCHEMAS
+from sqltune.data.synthetic import joins, questions
+from sqltune.data.synthetic.domains import Domain, create_table, load_domain, write_database
+from sqltune.data.synthetic.schemas import SCHEMAS
 
 DOMAINS = list(SCHEMAS)
 BUCKETS = {"easy": (10, 100), "medium": (101, 200), "hard": (201, 800)}  # inclusive word counts

@@ -35,7 +35,7 @@ from datetime import date, timedelta
 from functools import cache
 from pathlib import Path
 
-from sqltune.synthetic.schemas import (ADJ, CITIES, COUNTRIES, FIRST, LAST, NOUN, PATTERNS, PRODUCT,
+from sqltune.data.synthetic.schemas import (ADJ, CITIES, COUNTRIES, FIRST, LAST, NOUN, PATTERNS, PRODUCT,
                                        SCHEMAS, VOCAB)
 
 NULL_RATE = 0.08  # share of NULLs in a column marked with `?`

@@ -14,10 +14,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from sqltune.evaluate import GROUPS, SQL_METRICS
-from sqltune.compare import overall_metrics
+from sqltune.study.compare import overall_metrics
 
 if TYPE_CHECKING:
-    from sqltune.compare import Comparison, Run
+    from sqltune.study.compare import Comparison, Run
 
 
 def _color(i: int) -> str:

@@ -22,7 +22,7 @@ different way a generated query can go wrong:
 What this does not bound: the deadline is checked between VM instructions, so a single slow
 C function call overruns it, e.g. `printf('%.*c', 1000000000, 'x')` (~10 s on 2 cores) or
 `instr` / `LIKE` over two strings near the 1 MB limit (seconds to tens of seconds). So scoring
-calls it through `sqlpool.execute`, in a worker process killed at the deadline.
+calls it through `sandbox.execute`, in a worker process killed at the deadline.
 
 Result comparison (`same_result`) lives here too, next to the rows it compares.
 """
@@ -157,7 +157,7 @@ def execute(
     more than `max_rows` rows, missing file) comes back as `ExecResult(error=...)`, the text
     prefixed with the exception type, e.g. "OperationalError: no such column: x".
     `keep_open` reuses a connection per database file across calls (opening one costs about
-    as much as a simple query): for a long-lived process such as `sqlpool`'s worker.
+    as much as a simple query): for a long-lived process such as `sandbox`'s worker.
     """
     try:
         sql = clean_sql(sql)

@@ -1,4 +1,4 @@
-"""sqlmetrics: BLEU, exact match, execution accuracy and Spider hardness on hand-made pairs."""
+"""sql.scoring: BLEU, exact match, execution accuracy and Spider hardness on hand-made pairs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import sacrebleu
 
-from sqltune import sqlmetrics
-from sqltune.sqlmetrics import (
+from sqltune.sql import scoring
+from sqltune.sql.scoring import (
     bleu,
     bleu_signature,
     exact_match,
@@ -202,12 +202,12 @@ def test_execution_match(db: str, pred: str, gold: str, same: bool) -> None:
 
 def test_score_rows(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real_execute = sqlmetrics.execute
+    real_execute = scoring.execute
     def counting_execute(db_path, sql, **kwargs):
         calls.append(sql)
         return real_execute(db_path, sql, **kwargs)
 
-    monkeypatch.setattr(sqlmetrics, "execute", counting_execute)
+    monkeypatch.setattr(scoring, "execute", counting_execute)
     gold = "SELECT name FROM singer WHERE country = 'France'"
     rows = [
         {"prediction": "```sql\nSELECT T1.name FROM singer AS T1 WHERE T1.country = 'France';\n```",
@@ -232,7 +232,7 @@ def test_score_rows(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     assert summary["exact_match"] == pytest.approx(0.5)
     assert summary["execution_accuracy"] == pytest.approx(1 / 3)  # rows with a db_path only
     assert summary["valid_sql"] == pytest.approx(0.75)
-    preds = [sqlmetrics.clean_sql(r["prediction"]) for r in rows]
+    preds = [scoring.clean_sql(r["prediction"]) for r in rows]
     golds = [r["response"] for r in rows]
     assert summary["bleu"] == pytest.approx(sacrebleu.corpus_bleu(preds, [golds]).score)
     assert summary["execution_accuracy_easy"] == pytest.approx(0.5)

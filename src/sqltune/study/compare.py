@@ -28,8 +28,8 @@ from typing import Any, Iterable
 from sqltune.evaluate import GROUPS, SQL_METRICS
 from sqltune.config import ConfigError, LoraConfig
 from sqltune.platform import METRICS
-from sqltune.search import STUDY_DB
-from sqltune.searchspace import search_space
+from sqltune.study.search import STUDY_DB
+from sqltune.study.space import search_space
 from sqltune.train import SUMMARY
 
 PATH_KEYS = ("training_args.output_dir", "training_args.logging_dir", "data.cache_dir")
@@ -312,7 +312,7 @@ def print_table(comp: Comparison) -> None:
 
 def write_report(comp: Comparison, out: Path) -> Path:
     """report.html (self-contained), plots/*.png and tensorboard/<run>/ under `out`."""
-    from sqltune import plots
+    from sqltune.study import plots
 
     out.mkdir(parents=True, exist_ok=True)
     for sub in ("plots", "tensorboard"):  # ours from an earlier report: rewritten, not appended to

@@ -1,15 +1,15 @@
 """Untrusted SQL in a worker process that can be killed.
 
-    result = sqlpool.execute(db_path, sql, timeout_s=1.0)     # same contract as sqlexec.execute
+    result = sandbox.execute(db_path, sql, timeout_s=1.0)     # same contract as execute.execute
 
-`sqlexec.execute` bounds a query by a deadline checked between SQLite VM steps, which one slow C
+`execute.execute` bounds a query by a deadline checked between SQLite VM steps, which one slow C
 call outruns: `printf('%.*c', 1000000000, 'x')` takes ~10 s, `instr` over two ~1 MB strings ~8 s.
 So queries run in a worker process, reused across queries (a round trip costs ~0.2 ms, a new
 process ~50 ms; the worker keeps its database connections open, which pays for the round trip).
 The parent waits `timeout_s + GRACE_S` for the answer, then kills the worker and answers with a
 timeout; the next query starts a fresh one. The worker also runs under an
 address-space cap (`RLIMIT_AS`) and a CPU-time cap renewed before each query (`RLIMIT_CPU`), so a
-query that allocates wildly or spins dies alone. Every guard of `sqlexec` still applies inside.
+query that allocates wildly or spins dies alone. Every guard of `execute` still applies inside.
 
 Why a hand-written pipe instead of `multiprocessing.Pool` / `concurrent.futures`: neither can kill
 one worker at a deadline and go on (a `ProcessPoolExecutor` breaks as a whole when a worker dies),
@@ -30,8 +30,8 @@ import sys
 import threading
 from pathlib import Path
 
-from sqltune.sqlexec import ExecResult
-from sqltune.sqlexec import execute as execute_here
+from sqltune.sql.execute import ExecResult
+from sqltune.sql.execute import execute as execute_here
 
 GRACE_S = 0.25  # beyond the query's own deadline: fetching, pickling, the pipe
 MEMORY_BYTES = 2 * 2**30  # RLIMIT_AS of a worker: SQLite's own caps keep honest queries far below
@@ -74,7 +74,7 @@ def serve() -> None:
 class Worker:
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "from sqltune.sqlpool import serve; serve()"],
+            [sys.executable, "-c", "from sqltune.sql.sandbox import serve; serve()"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
         )
 
@@ -132,7 +132,7 @@ _pool: Pool | None = None
 
 
 def execute(db_path: str | Path, sql: str, *, timeout_s: float = 1.0, max_rows: int = 10_000) -> ExecResult:
-    """`sqlexec.execute` in this process's worker; never raises, never writes, never outruns
+    """`execute.execute` in this process's worker; never raises, never writes, never outruns
     `timeout_s + GRACE_S` (plus a worker start, ~50 ms, on the first query)."""
     global _pool
     if _pool is None or _pool._pid != os.getpid():  # a forked child gets its own worker

@@ -5,8 +5,8 @@ optionally, a `db_path` and a `difficulty`) and returns per-row results and aver
 and per group. A prediction that fails to parse or run is a miss with its error text kept;
 `score_rows` never raises on bad SQL (only `hardness` does, when asked directly).
 
-SQL is read with sqlglot in the sqlite dialect and run on SQLite by `sqlexec.execute`, in a worker
-process that is killed at the deadline (`sqlpool`).
+SQL is read with sqlglot in the sqlite dialect and run on SQLite by `execute.execute`, in a worker
+process that is killed at the deadline (`sandbox`).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from sqlglot import exp
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.optimizer.scope import build_scope
 
-from sqltune.sqlexec import ExecResult, clean_sql, same_result
-from sqltune.sqlpool import execute
+from sqltune.sql.execute import ExecResult, clean_sql, same_result
+from sqltune.sql.sandbox import execute
 
 DIALECT = "sqlite"
 

@@ -5,7 +5,7 @@ when the domain has nothing it can use (say, no numeric column). See conditions.
 how columns and conditions are put into words.
 """
 
-from sqltune.synthetic.conditions import (AGGREGATES, a, aggregate_for, below_max, columns, condition,
+from sqltune.data.synthetic.conditions import (AGGREGATES, a, aggregate_for, below_max, columns, condition,
                                           details, lit, listing, nouns, not_null, order_words, phrase,
                                           pick_table, plural, relative, where)
 

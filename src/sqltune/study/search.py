@@ -50,8 +50,8 @@ from optuna.trial import TrialState
 
 from sqltune import config, platform, train
 from sqltune.evaluate import SQL_METRICS
-from sqltune.config import ConfigError
-from sqltune.searchspace import Param, grid_points, search_space, yaml_text
+from sqltune.errors import ConfigError
+from sqltune.study.space import Param, grid_points, search_space, yaml_text
 
 log = logging.getLogger(__name__)
 

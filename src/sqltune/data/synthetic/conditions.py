@@ -14,7 +14,7 @@ from several phrasings per template and the many columns and values that fill th
 import random
 from typing import NamedTuple
 
-from sqltune.synthetic.domains import Column, Domain, Table
+from sqltune.data.synthetic.domains import Column, Domain, Table
 
 FILTER_ROLES = ("label", "cat", "num", "date")
 AGGREGATES = {"AVG": ["average", "mean"], "SUM": ["total"], "MIN": ["minimum", "lowest"],

@@ -12,8 +12,8 @@ table without children.
 from collections import Counter
 from functools import cache
 
-from sqltune.synthetic.domains import Domain
-from sqltune.synthetic.conditions import (AGGREGATES, a, aggregate_for, bare, below_max, columns, condition,
+from sqltune.data.synthetic.domains import Domain
+from sqltune.data.synthetic.conditions import (AGGREGATES, a, aggregate_for, bare, below_max, columns, condition,
                                           nouns, of, owned, phrase, plural, relative, where)
 
 

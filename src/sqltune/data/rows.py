@@ -1,0 +1,41 @@
+"""What a row is: its columns, when it is usable, and its difficulty bucket.
+
+Difficulty follows the reference (determined-examples blog/llm-finetuning) exactly: the word count
+(`str.split`) of instruction + input + response; easy 10-100, medium 101-200, hard 201-800, inclusive.
+The generator (`synthetic`) aims its schema views at the same buckets.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+COLUMNS = ("instruction", "input", "response")
+BUCKETS = {"easy": (10, 100), "medium": (101, 200), "hard": (201, 800)}  # inclusive word counts
+MAX_CELL_CHARS = 1_000_000  # a cell longer than this is skipped: no schema or query is that long
+
+
+def word_count(row: dict[str, Any]) -> int:
+    return sum(len(str(row[c]).split()) for c in COLUMNS)
+
+
+def difficulty(row: dict[str, Any]) -> str | None:
+    n = word_count(row)
+    for name, (lo, hi) in BUCKETS.items():
+        if lo <= n <= hi:
+            return name
+    return None
+
+
+def row_problem(row: Any) -> str | None:
+    if not isinstance(row, dict):
+        return "not a mapping"
+    for c in COLUMNS:
+        value = row.get(c)
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return f"missing '{c}'"
+        if len(str(value)) > MAX_CELL_CHARS:
+            return f"'{c}' longer than {MAX_CELL_CHARS:,} characters"
+    if not str(row["response"]).strip():
+        return "empty 'response'"
+    return None
