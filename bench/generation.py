@@ -14,7 +14,8 @@ import time
 
 import torch
 
-from sqltune import data, evaluate, model
+from sqltune import evaluate, model
+from sqltune.data import splits as data_splits
 from sqltune.config import DEFAULT_SYSTEM_PROMPT, DataConfig, ModelConfig
 
 
@@ -33,7 +34,7 @@ def main() -> None:
     cfg = ModelConfig(name=ns.model, dtype=ns.dtype or ("float32" if ns.device == "cpu" else "bfloat16"))
     tokenizer = model.load_tokenizer(cfg)
     net = model.load_model(cfg, tokenizer).to(ns.device).eval()
-    splits = data.load_splits(DataConfig(source="synthetic", subset=ns.subset, max_rows=max(10 * ns.rows, 100)))
+    splits = data_splits.load_splits(DataConfig(source="synthetic", subset=ns.subset, max_rows=max(10 * ns.rows, 100)))
     rows = list(splits["train"].select(range(ns.rows)))
 
     def timed(batch_size: int) -> tuple[float, list[str]]:

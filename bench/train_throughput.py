@@ -68,7 +68,6 @@ def run_variant(variant: str, ns: argparse.Namespace) -> dict:
     import peft
     import transformers
 
-    from sqltune import model as sqmodel
     from sqltune.model import loss as sqloss
     from sqltune import tokenize as tok
     from sqltune.train import SQLTrainer

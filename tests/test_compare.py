@@ -19,6 +19,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import tiny_config, write_config
 from sqltune import cli
 from sqltune.study import compare
+from sqltune.study import runs as study_runs
 
 PAIRS = [{"r": 4, "lora_alpha": 8}, {"r": 8, "lora_alpha": 16}]
 QUICK = {"max_steps": 4, "eval_steps": 2, "save_steps": 4}  # two evaluations, one checkpoint
@@ -130,12 +131,12 @@ def test_cluster_trials_convert_and_report(tmp_path: Path, monkeypatch: pytest.M
                                                   1600: {"eval_accuracy": 0.8, "eval_execution_accuracy_easy": 0.6}}),
                   12: _metrics(12, "validation", {100: {"eval_accuracy": 0.3, "batches": 100}})}
 
-    run = compare.run_from_trial(7, finished, training[11], validation[11])
+    run = study_runs.run_from_trial(7, finished, training[11], validation[11])
     assert run.name == "exp-7/trial-11" and run.state == "completed" and run.method == "LoRA r=16 α=32"
     assert run.final == {"eval_accuracy": 0.8, "eval_execution_accuracy_easy": 0.6}
     assert run.curves["training"] == {100: {"loss": 2.0}, 1600: {"loss": 1.0}}
     assert run.summary["wall_time_s"] == 15000 and run.summary["trainable_parameters"] is None
-    assert compare.run_from_trial(7, stopped, training[12], validation[12]).state == "stopped at 100/1600"
+    assert study_runs.run_from_trial(7, stopped, training[12], validation[12]).state == "stopped at 100/1600"
 
     experiment = client.Experiment(7, session=None)
     experiment.config = {"searcher": {"name": "adaptive_asha", "metric": "eval_accuracy", "smaller_is_better": False},

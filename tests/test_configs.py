@@ -12,7 +12,6 @@ one message naming the field, no traceback, and nothing loaded (training is repl
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -26,6 +25,7 @@ import yaml
 
 from conftest import tiny_config, write_config
 from sqltune import cli, config, platform
+from sqltune.sql.scoring import SQL_METRICS
 from sqltune.study.space import search_space, yaml_text
 
 ROOT = Path(__file__).parents[1]
@@ -97,7 +97,7 @@ def test_loads_and_agrees_with_the_trial(rel: str, at_root: None) -> None:
     searcher = raw["searcher"]
     reported = {"eval_loss", "eval_accuracy"}
     if exp.hparams.eval.generate_samples:
-        reported |= {f"eval_{m}" for m in cli.SQL_METRICS}
+        reported |= {f"eval_{m}" for m in SQL_METRICS}
     assert searcher["metric"] in reported, f"the trial never reports {searcher['metric']}"
     assert searcher.get("smaller_is_better", True) == (searcher["metric"] == "eval_loss")
     assert targs.get("eval_strategy", "no") != "no", "no evaluation: the searcher would get no metric"
@@ -270,7 +270,9 @@ def test_set_picks_a_search_space_value(tmp_path: Path) -> None:
     assert overrides == ["lora.r=4", "training_args.learning_rate=1.0e-05"]
     exp = config.load(write_config(tmp_path, cfg), overrides)
     assert exp.hparams.lora.r == 4 and exp.hparams.training_args["learning_rate"] == pytest.approx(1e-5)
-    assert json.dumps(exp.resolved)  # plain values, as written beside every checkpoint
+    # plain values that survive the YAML written beside every checkpoint
+    assert yaml.safe_load(yaml.safe_dump(exp.resolved)) == exp.resolved
+    assert exp.resolved["lora"]["r"] == 4
 
 
 # ---- the mistakes users make (issue 12): one line, naming the field, exit 2 ---------------------------

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from test_configs import ALL, ROOT, _raw, run_cli, search_overrides, tripwire  # noqa: F401
-from sqltune import config
+from sqltune import config, training_args
 
 WRONG_TYPE = {bool: "maybe", int: "many", float: "lots", str: "[1, 2]", list: "{a: 1}", type(None): "[1, 2]"}
 # leaves whose value is free text or any number: no type but str (or int) is wrong for them
@@ -45,7 +45,7 @@ def _ranged(path: str, value: Any) -> bool:
         return False
     if path.startswith("training_args."):
         key = path.split(".", 1)[1]
-        return key in config.TRAINING_ARGS_POSITIVE | config.TRAINING_ARGS_NON_NEGATIVE
+        return key in training_args.POSITIVE | training_args.NON_NEGATIVE
     return True
 
 

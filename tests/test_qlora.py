@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY_LLAMA, read_metrics, tiny_config, write_config
-from sqltune import cli, model, platform
+from sqltune import cli, model
 
 QUANT = {"bits": 4, "quant_type": "nf4", "double_quant": True, "compute_dtype": "float32"}
 
@@ -29,7 +29,7 @@ def test_qlora_trains_checkpoints_adapter_only_and_scores_generation(tmp_path: P
     evals = [m for m in read_metrics(run) if m["group"] == "validation"]
     assert "eval_bleu" in evals[-1] and "eval_valid_sql" in evals[-1]  # generation ran on the 4-bit model
     summary = json.loads((run / "summary.json").read_text())
-    ckpt = platform.find_checkpoint(str(run / "checkpoints" / summary["latest_checkpoint"]))
+    ckpt = cli.checkpoint_folder(str(run / "checkpoints" / summary["latest_checkpoint"]))
     files = {p.name for p in ckpt.iterdir()}
     assert "adapter_model.safetensors" in files and "model.safetensors" not in files
     assert (ckpt / "adapter_model.safetensors").stat().st_size < 200_000  # the adapter alone

@@ -140,7 +140,7 @@ save = platform.CoreCallback.on_save
 
 def on_save(self, args, state, control, **kwargs):  # SIGKILL right after trial-1's first checkpoint
     save(self, args, state, control, **kwargs)
-    if self.run_dir.name == "trial-1":
+    if self.run.path.name == "trial-1":
         os.kill(os.getpid(), signal.SIGKILL)
 
 platform.CoreCallback.on_save = on_save
@@ -220,5 +220,8 @@ def test_parallel_search_runs_two_trials_at_once(tmp_path: Path) -> None:
         spans.append((min(times), max(times)))
     (a0, a1), (b0, b1) = spans
     assert a0 < b1 and b0 < a1  # the two trials overlapped in time
-    stored = sorted((tmp_path / "search" / "trial-0" / "checkpoints").glob("*/checkpoint-30/sqltune_config.yaml"))
-    assert len(stored) == 1 and yaml.safe_load(stored[0].read_text())
+    stored = [sorted((tmp_path / "search" / t / "checkpoints").glob("*/checkpoint-30/sqltune_config.yaml"))
+              for t in ("trial-0", "trial-1")]
+    assert [len(s) for s in stored] == [1, 1]
+    lora = [yaml.safe_load(s[0].read_text())["lora"] for s in stored]  # each trial's own values, beside its checkpoint
+    assert sorted((x["r"], x["lora_alpha"]) for x in lora) == [(4, 8), (8, 16)]

@@ -10,18 +10,8 @@ from pathlib import Path
 import pytest
 
 from sqltune.data import synthetic
+from sqltune.data.rows import BUCKETS, difficulty
 from sqltune.data.synthetic.domains import parse_schema
-
-BUCKETS = {"easy": (10, 100), "medium": (101, 200), "hard": (201, 800)}
-
-
-def words(row: dict) -> int:
-    return sum(len(str(row[c]).split()) for c in ("instruction", "input", "response"))
-
-
-def bucket(row: dict) -> str | None:
-    n = words(row)
-    return next((name for name, (lo, hi) in BUCKETS.items() if lo <= n <= hi), None)
 
 
 def run(con: sqlite3.Connection, sql: str) -> list[tuple]:
@@ -105,7 +95,7 @@ def test_input_ddl_is_valid_and_matches_the_database(rows3k, connections):
 
 
 def test_length_buckets(rows10k):
-    counts = Counter(bucket(r) for r in rows10k)
+    counts = Counter(difficulty(r) for r in rows10k)
     for name in BUCKETS:
         assert counts[name] >= 2_000, counts
     assert counts[None] <= 100, counts  # few rows outside 10-800 words
@@ -115,7 +105,7 @@ def test_same_seed_same_rows_other_seed_other_rows(rows10k, db_dir):
     again = synthetic.generate(1_000, seed=0, db_dir=db_dir)
     assert again == synthetic.generate(1_000, seed=0, db_dir=db_dir)
     other = synthetic.generate(1_000, seed=7, db_dir=db_dir)
-    assert sum(a["instruction"] != b["instruction"] for a, b in zip(again, other)) > 900
+    assert sum(seed0["instruction"] != seed7["instruction"] for seed0, seed7 in zip(again, other)) > 900
 
 
 def test_sql_covers_the_usual_shapes(rows10k):

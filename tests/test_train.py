@@ -11,16 +11,29 @@ from safetensors.torch import load_file
 
 from conftest import read_metrics, tiny_config, write_config
 from sqltune_with_seams import preempt_at
-from sqltune import cli
+from sqltune import cli, model
 
 
 def train(tmp: Path, cfg: dict, *extra: str) -> int:
     return cli.main(["train", str(write_config(tmp, cfg)), *extra])
 
 
-def test_lora_run_learns_and_checkpoints(tmp_path: Path) -> None:
+def test_lora_run_learns_and_checkpoints(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded, original = [], model.load_model
+
+    def keep(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - the real loader; we keep its model to look at
+        net = original(*args, **kwargs)
+        loaded.append((net, {n: p.detach().clone() for n, p in net.named_parameters()}))
+        return net
+
+    monkeypatch.setattr(model, "load_model", keep)
     cfg = tiny_config(tmp_path)
     assert train(tmp_path, cfg) == 0
+    [(net, before)] = loaded
+    after = dict(net.named_parameters())
+    frozen = [n for n in before if "lora_" not in n]
+    assert frozen and all(not after[n].requires_grad and torch.equal(after[n], before[n]) for n in frozen)
+    assert any(not torch.equal(after[n], before[n]) for n in before if "lora_B" in n)  # the adapter moved
     run = tmp_path / "run"
     metrics = read_metrics(run)
     train_losses = [m["loss"] for m in metrics if m["group"] == "training"]
@@ -39,6 +52,12 @@ def test_lora_run_learns_and_checkpoints(tmp_path: Path) -> None:
     assert lora_b and all(v.abs().sum() > 0 for v in lora_b)  # B starts at zero: it moved
     assert summary["trainable_parameters"] < summary["total_parameters"] / 100
     assert not list(run.glob("checkpoint-*"))  # kept once per disk: only the stored copy remains
+
+    elsewhere = tmp_path / "elsewhere"  # the UUID `train` printed works from any folder
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert cli.main(["predict", "Show the names.", "--checkpoint", summary["latest_checkpoint"],
+                     "--max-new-tokens", "4"]) == 0
 
 
 def test_full_finetune_moves_base_weights(tmp_path: Path) -> None:

@@ -16,54 +16,51 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sqltune.errors import ConfigError
-from sqltune.evaluate import GROUPS, SQL_METRICS
+from sqltune.console import make_console, metrics_table
+from sqltune.errors import CheckpointNotFound, ConfigError, UserError
 
-USER_ERRORS: tuple[type[BaseException], ...] = (ConfigError,)
+# Heavy libraries (torch, transformers, determined) are imported inside the commands that need them,
+# so `--help`, `compare` and a config error answer in about a second.
 
 
 def _setup_logging(verbose: bool) -> None:
-    import warnings
-
-    warnings.filterwarnings("ignore", category=FutureWarning)  # library deprecation chatter
     rank = int(os.environ.get("RANK", "0"))
     level = logging.INFO if (rank == 0 or verbose) else logging.WARNING
     logging.basicConfig(level=level, format=f"[rank {rank}] %(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S", force=True)
-    import transformers
-
-    transformers.logging.set_verbosity_warning()
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # "no CPU 4-bit kernel package" noise
     logging.getLogger("determined").setLevel(logging.WARNING if not verbose else logging.INFO)
 
 
+def _quiet_libraries() -> None:
+    """For the commands that load a model: library deprecation chatter and transformers' info lines off."""
+    import warnings
+
+    import transformers
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    transformers.logging.set_verbosity_warning()
 
 
-def metrics_table(metrics: dict[str, float], title: str) -> Any:
-    """Rows: metrics; columns: all rows, then per difficulty and per Spider hardness when present."""
-    from rich.table import Table
+def checkpoint_folder(ref: str) -> Path:
+    """The HF `checkpoint-N/` that `--checkpoint` names: a folder (a checkpoint-N, or a stored
+    checkpoint holding one), a UUID of a run on this machine (any working directory), or, with
+    DET_MASTER set, a checkpoint on the cluster."""
+    from sqltune import rundir
 
-    groups = [g for g in GROUPS if any(f"eval_{m}_{g}" in metrics for m in SQL_METRICS)]
-    table = Table(title=title)
-    table.add_column("metric")
-    for col in ("all", *groups):
-        table.add_column(col.replace("hardness_", "spider "), justify="right")
-    for key in ("eval_loss", "eval_accuracy"):
-        if key in metrics:
-            table.add_row(key, f"{metrics[key]:.4f}", *[""] * len(groups))
-    for m in SQL_METRICS:
-        if f"eval_{m}" in metrics:
-            cells = [metrics.get(f"eval_{m}_{g}") for g in groups]
-            table.add_row(f"eval_{m}", f"{metrics[f'eval_{m}']:.3f}", *["" if c is None else f"{c:.3f}" for c in cells])
-    return table
+    folder = rundir.find_checkpoint(ref)
+    if folder is None and os.environ.get("DET_MASTER"):
+        from sqltune import platform
 
-
-def make_console() -> Any:
-    """rich's Console, 120 columns wide when output is a file or a CI log (rich assumes 80)."""
-    from rich.console import Console
-
-    c = Console()
-    return c if c.is_terminal else Console(width=120)
+        folder = platform.download_checkpoint(ref)
+    if folder is None:
+        raise CheckpointNotFound(
+            f"--checkpoint: '{ref}' is neither a folder nor the UUID of a checkpoint stored on this machine "
+            "(runs here record their storage in $SQLTUNE_CACHE; set DET_MASTER to fetch one from a cluster)")
+    inner = rundir.hf_checkpoint(folder)
+    if inner is None:
+        raise CheckpointNotFound(f"--checkpoint: {folder} holds no checkpoint-N folder")
+    return inner
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
@@ -81,13 +78,18 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"peak RSS {summary['peak_rss_gib']:.2f} GiB"
     )
     if summary["latest_checkpoint"]:
-        console.print(f"checkpoint {summary['latest_checkpoint']} in {summary['checkpoint_storage']}")
+        where = summary["checkpoint_storage"] or "the experiment's checkpoint storage"
+        console.print(f"checkpoint {summary['latest_checkpoint']} in {where}")
     if summary["preempted"]:
         console.print(f"stopped early at step {summary['global_step']}: run the same command again to resume")
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
-    from sqltune import config, platform, train
+    from sqltune import config
+
+    exp = None if ns.config is None else config.load(ns.config, ns.set)  # config errors before heavy imports
+    _quiet_libraries()
+    from sqltune import platform, rundir, train
 
     trial = platform.cluster_trial()
     if trial is not None:
@@ -96,8 +98,7 @@ def cmd_train(ns: argparse.Namespace) -> int:
     else:
         if ns.config is None:
             raise ConfigError(["no config given and not running on a Determined cluster: sqltune train CONFIG.yaml"])
-        exp = config.load(ns.config, ns.set)
-        trial = platform.local_trial(exp.raw, exp.hparams.training_args["output_dir"], ns.fresh)
+        trial = platform.local_trial(exp.raw, rundir.RunFolder(Path(exp.hparams.training_args["output_dir"])), ns.fresh)
     summary = train.run(exp, trial, fresh=ns.fresh)
     if int(os.environ.get("RANK", "0")) == 0:
         _print_summary(summary)
@@ -106,23 +107,23 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 def _read_eval_rows(ref: str, hp: Any) -> tuple[str, list[dict[str, Any]]]:
     """A split of the checkpoint's own data config (train/valid/test), or a data file."""
-    from sqltune import data
+    from sqltune.data import rows as data_rows, splits as data_splits
 
     if ref in ("train", "valid", "test"):
-        return ref, list(data.load_splits(hp.data)[ref])
-    rows, skipped = data.read_rows(hp.data.model_copy(update={"source": ref}), data.data_cache_dir(hp.data))
+        return ref, list(data_splits.load_splits(hp.data)[ref])
+    rows, skipped = data_splits.read_rows(hp.data.model_copy(update={"source": ref}), data_splits.data_cache_dir(hp.data))
     if skipped:
         logging.getLogger("sqltune").warning("skipped %d unusable rows, e.g. %s", len(skipped), skipped[0])
-    return Path(ref).stem, [{**r, "difficulty": r.get("difficulty") or data.difficulty(r)} for r in rows]
+    return Path(ref).stem, [{**r, "difficulty": r.get("difficulty") or data_rows.difficulty(r)} for r in rows]
 
 
 def cmd_evaluate(ns: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
-    from sqltune import evaluate, model, platform
+    ckpt = checkpoint_folder(ns.checkpoint)
+    _quiet_libraries()
+    from sqltune import evaluate, model
 
-    ckpt = platform.find_checkpoint(ns.checkpoint)
     net, tokenizer, hp = model.load_checkpoint(ckpt)
     name, rows = _read_eval_rows(ns.data, hp)
     rows = evaluate.eval_rows(rows, ns.samples or len(rows))
@@ -139,13 +140,20 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _read_text(path: str, flag: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as e:
+        raise ConfigError([f"{flag}: can't read '{path}' ({e.strerror})"]) from None
+
+
 def cmd_predict(ns: argparse.Namespace) -> int:
-    from pathlib import Path
+    schema = _read_text(ns.schema, "--schema") if ns.schema else ""
+    ckpt = checkpoint_folder(ns.checkpoint)
+    _quiet_libraries()
+    from sqltune import evaluate, model
 
-    from sqltune import evaluate, model, platform
-
-    schema = Path(ns.schema).read_text() if ns.schema else ""
-    net, tokenizer, hp = model.load_checkpoint(platform.find_checkpoint(ns.checkpoint))
+    net, tokenizer, hp = model.load_checkpoint(ckpt)
     row = {"instruction": ns.question, "input": schema}
     [sql] = evaluate.generate(net, tokenizer, [row], hp.format.system_prompt,
                               max_new_tokens=ns.max_new_tokens or hp.eval.max_new_tokens, batch_size=1, progress=False)
@@ -154,15 +162,16 @@ def cmd_predict(ns: argparse.Namespace) -> int:
 
 
 def cmd_merge(ns: argparse.Namespace) -> int:
-    from pathlib import Path
+    ckpt = checkpoint_folder(ns.checkpoint)
+    _quiet_libraries()
+    from sqltune import model
 
-    from sqltune import model, platform
-
-    print(f"merged model written to {model.merge_lora(platform.find_checkpoint(ns.checkpoint), Path(ns.output))}")
+    print(f"merged model written to {model.merge_lora(ckpt, Path(ns.output))}")
     return 0
 
 
 def cmd_search(ns: argparse.Namespace) -> int:
+    _quiet_libraries()
     from sqltune.study import compare, search
 
     s = search.load(ns.config, ns.set)
@@ -237,11 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     _setup_logging(ns.verbose)
-    from sqltune.errors import DataError
-
     try:
         return ns.func(ns)
-    except (*USER_ERRORS, DataError, ImportError, FileNotFoundError) as e:
+    except UserError as e:  # anything else is our bug: its traceback helps
         print(f"sqltune: error: {e}", file=sys.stderr)
         return 2
 

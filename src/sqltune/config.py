@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import os
-import types
-import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, confloat
 
+from sqltune import training_args
 from sqltune.errors import ConfigError
 
 SEARCH_TYPES = ("int", "double", "log", "categorical")
@@ -227,138 +225,6 @@ def _pydantic_problems(err: ValidationError) -> list[str]:
     return out
 
 
-def _check_training_args(targs: dict[str, Any], base: Path | None, problems: list[str]) -> None:
-    import transformers  # deferred: the import is slow, and config errors should come fast
-
-    known = {f.name: f.type for f in dataclasses.fields(transformers.TrainingArguments)}
-    for key, value in list(targs.items()):
-        choices = _enum_choices(known.get(key))
-        if isinstance(value, bool) and choices:
-            if value is False and "no" in choices:  # YAML 1.1 reads a bare `no` as false
-                targs[key] = "no"
-                continue
-            problems.append(f"hyperparameters.training_args.{key}: expected one of {', '.join(choices)} (got {value!r}); "
-                            f"YAML reads bare yes/no/on/off as booleans: quote the word, e.g. {key}: \"no\"")
-            continue
-        if key not in known:
-            problems.append(f"hyperparameters.training_args.{key}: not a transformers.TrainingArguments field")
-        elif (why := _scalar_problem(value, known[key])) is not None:
-            problems.append(f"hyperparameters.training_args.{key}: {why}")
-        elif key in TRAINING_ARGS_POSITIVE and isinstance(value, (int, float)) and value <= 0:
-            problems.append(f"hyperparameters.training_args.{key}: input should be greater than 0 (got {value!r})")
-        elif key in TRAINING_ARGS_NON_NEGATIVE and isinstance(value, (int, float)) and value < 0:
-            problems.append(f"hyperparameters.training_args.{key}: input should be 0 or more (got {value!r})")
-    if "output_dir" not in targs:
-        problems.append("hyperparameters.training_args.output_dir: required field is missing")
-    if targs.get("bf16") is True and targs.get("fp16") is True:
-        problems.append("hyperparameters.training_args.fp16: can't be true together with bf16; pick one mixed precision")
-    ds = targs.get("deepspeed")
-    if isinstance(ds, str):
-        p = Path(ds)
-        if not p.is_absolute() and not p.exists() and base is not None:
-            p = base / ds
-        if not p.is_file():
-            problems.append(f"hyperparameters.training_args.deepspeed: no such file '{ds}'")
-        else:
-            try:
-                json.loads(p.read_text())
-            except json.JSONDecodeError as e:
-                problems.append(f"hyperparameters.training_args.deepspeed: '{ds}' is not valid JSON ({e.msg} at line {e.lineno})")
-    elif ds is not None and not isinstance(ds, dict):
-        problems.append(f"hyperparameters.training_args.deepspeed: expected a JSON file path or a mapping (got {ds!r})")
-
-
-def _enum_choices(annotation: Any) -> list[str]:
-    """The values of the Enum in a TrainingArguments field typed `SomeEnum | str`, else []."""
-    import enum
-
-    for t in typing.get_args(annotation) or (annotation,):
-        if isinstance(t, type) and issubclass(t, enum.Enum):
-            return [str(m.value) for m in t]
-    return []
-
-
-_SCALARS = {bool: "a valid boolean", int: "a valid integer", float: "a valid number"}
-# TrainingArguments numbers with a range that transformers only finds out mid-training (or never)
-TRAINING_ARGS_POSITIVE = {
-    "per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
-    "num_train_epochs", "logging_steps", "eval_steps", "save_steps", "adam_epsilon",
-}
-TRAINING_ARGS_NON_NEGATIVE = {  # learning_rate 0 is a control run: the searches use it
-    "learning_rate", "warmup_steps", "warmup_ratio", "weight_decay", "max_grad_norm", "dataloader_num_workers", "save_total_limit",
-    "label_smoothing_factor", "eval_delay",
-}
-
-
-def _scalar_problem(value: Any, annotation: Any) -> str | None:
-    """Why `value` can't fill a TrainingArguments field typed bool, int, float, str or an enum
-    (or that | None).
-
-    transformers stores whatever it is given (`learning_rate: "1e-5"` fails only at the first
-    optimizer step), so we check these; other unions (`report_to`, `deepspeed`) are left to it.
-    """
-    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
-    kinds = set(typing.get_args(annotation)) if union else {annotation}
-    if value is None and type(None) in kinds:
-        return None
-    kinds.discard(type(None))
-    if choices := _enum_choices(annotation):  # `SomeEnum | str`: one of the enum's values
-        if not isinstance(value, str) or value not in choices:
-            return f"expected one of {', '.join(choices)} (got {value!r})"
-        return None
-    if kinds == {str} and not isinstance(value, str):
-        return f"input should be a valid string (got {value!r})"
-    want = kinds.pop() if len(kinds) == 1 else None
-    if want not in _SCALARS:
-        return None if _matches(value, annotation) else f"input should be {_describe(annotation)} (got {value!r})"
-    if want is bool:
-        ok = isinstance(value, bool)
-    else:
-        ok = isinstance(value, int if want is int else (int, float)) and not isinstance(value, bool)
-    if ok:
-        return None
-    hint = ""
-    if want is float and isinstance(value, str):
-        try:
-            float(value)
-            hint = "; YAML 1.1 reads 1e-5 as text: write 1.0e-5 (a dot, and a sign on any exponent)"
-        except ValueError:
-            pass
-    return f"input should be {_SCALARS[want]} (got {value!r}){hint}"
-
-
-def _matches(value: Any, annotation: Any) -> bool:
-    """`value` fits `annotation` as far as YAML can tell (unions, None, scalars, str, list[...], dict);
-    anything fancier is taken on trust and left to transformers."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, a) for a in args)
-    if annotation is type(None):
-        return value is None
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation in (int, float):
-        return isinstance(value, int if annotation is int else (int, float)) and not isinstance(value, bool)
-    if annotation is str or _enum_choices(annotation):
-        return isinstance(value, str)
-    if origin is list or annotation is list:
-        return isinstance(value, list) and all(_matches(v, args[0]) for v in value) if args else isinstance(value, list)
-    if origin is dict or annotation is dict:
-        return isinstance(value, dict)
-    return True
-
-
-def _describe(annotation: Any) -> str:
-    names = []
-    for a in typing.get_args(annotation) or (annotation,):
-        if a is type(None):
-            continue
-        inner = typing.get_args(a)
-        names.append(f"a list of {inner[0].__name__}" if typing.get_origin(a) is list and inner
-                      else getattr(a, "__name__", str(a)))
-    return " or ".join(names) or str(annotation)
-
-
 def build(raw: dict[str, Any], overrides: list[str] = (), path: Path | None = None) -> Experiment:
     """Validate `raw` (a whole experiment config) after applying `--set` overrides."""
     problems: list[str] = []
@@ -375,7 +241,7 @@ def build(raw: dict[str, Any], overrides: list[str] = (), path: Path | None = No
     if not isinstance(targs, dict):
         problems.append("hyperparameters.training_args: required mapping is missing")
     else:
-        _check_training_args(targs, path.parent if path else None, problems)
+        problems.extend(training_args.problems(targs, path.parent if path else None))
     hparams = None
     try:
         hparams = Hyperparameters.model_validate(hp)
@@ -470,13 +336,3 @@ def _from_config_problems(spec: dict[str, Any]) -> list[str]:
 def load(path: str | os.PathLike, overrides: list[str] = ()) -> Experiment:
     path = Path(path)
     return build(read_yaml(path), overrides, path)
-
-
-def checkpoint_dir(raw: dict[str, Any], output_dir: str) -> Path:
-    """Where checkpoints go off-cluster: the YAML's shared_fs storage, else `<output_dir>/checkpoints`."""
-    cs = raw.get("checkpoint_storage") or {}
-    if cs.get("type") == "shared_fs" and cs.get("host_path"):
-        return Path(cs["host_path"]).expanduser() / cs.get("storage_path", "")
-    if cs.get("type") == "directory" and cs.get("container_path"):
-        return Path(cs["container_path"]).expanduser()
-    return Path(output_dir) / "checkpoints"

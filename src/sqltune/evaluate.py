@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,11 +26,9 @@ from tqdm.auto import tqdm
 from sqltune import format as fmt
 from sqltune.sql import scoring
 from sqltune.config import EvalConfig
+from sqltune.rundir import RunFolder
 
 log = logging.getLogger(__name__)
-
-SQL_METRICS = ("bleu", "exact_match", "execution_accuracy", "valid_sql")
-GROUPS = ("easy", "medium", "hard", "hardness_easy", "hardness_medium", "hardness_hard", "hardness_extra")
 
 
 def _world() -> tuple[int, int]:
@@ -151,22 +148,22 @@ def generate_and_score(
 
 class GenerationEval:
     """The `extra_eval` hook of SQLTrainer: scores generated SQL at every evaluation and keeps
-    each evaluation's per-row predictions in `<output_dir>/predictions/step-N.jsonl`."""
+    each evaluation's per-row predictions in the run folder."""
 
     def __init__(self, rows: list[dict[str, Any]], tokenizer: Any, system_prompt: str, cfg: EvalConfig,
-                 output_dir: str | Path):
+                 run: RunFolder):
         self.rows = eval_rows(rows, cfg.generate_samples)
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
         self.cfg = cfg
-        self.output_dir = Path(output_dir)
+        self.run = run
 
     def __call__(self, model: Any, prefix: str, step: int) -> dict[str, float]:
         result = generate_and_score(model, self.tokenizer, self.rows, self.system_prompt, self.cfg)
         if _world()[0] == 0:
-            folder = self.output_dir / "predictions"
-            folder.mkdir(parents=True, exist_ok=True)
-            with open(folder / f"{prefix}-step-{step}.jsonl", "w") as f:
+            path = self.run.predictions(prefix, step)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "w") as f:
                 for row in result["rows"]:
                     f.write(json.dumps(row) + "\n")
         return {k: float(v) for k, v in result["summary"].items() if k != "n" and not k.startswith("n_")}

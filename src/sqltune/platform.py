@@ -1,10 +1,12 @@
 """Everything that touches Determined: the Core API context, the trial's info, and our callback.
 
-No other module imports `determined`. The same code runs on a cluster and off it, as the Core API
-tutorials intend: on a cluster `det.get_cluster_info()` gives the trial's hyperparameters and its
-latest checkpoint; off it `det.core.init()` returns working dummy contexts (metrics are logged,
-checkpoints go to a local folder), fed the YAML's hyperparameters and the run folder's own record
-of its latest checkpoint.
+No other module imports `determined`, and this one uses its public API only. The same code runs on
+a cluster and off it, as the Core API tutorials intend: on a cluster the ClusterInfo (read once)
+gives the trial's hyperparameters and its latest checkpoint; off it `det.core.init()` returns
+working dummy contexts (metrics are logged, checkpoints go to a local folder), fed the YAML's
+hyperparameters and the run folder's record of its latest checkpoint. What lands in the run
+folder (metrics lines, the checkpoint pointer, the config copy) is rundir.py's business: the
+callback hands it over.
 
 Why not `determined.transformers.DetCallback` (0.38.1): with transformers 5 its resume reads the
 removed `overwrite_output_dir`, `adaptive_asha` crashes on an unset `required_metrics`, it forces a
@@ -17,27 +19,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
+import functools
 import logging
 import math
 import os
 import shutil
 import signal
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import determined as det
 import transformers
-import yaml
-from transformers.trainer_utils import get_last_checkpoint
 
-from sqltune.errors import ConfigError
+from sqltune import rundir
+from sqltune.errors import CheckpointNotFound, ConfigError, MasterUnreachable
 
 log = logging.getLogger(__name__)
 
-LATEST = "latest_checkpoint.json"
-METRICS = "metrics.jsonl"
 SPEED_SUFFIXES = ("_runtime", "_per_second", "_compilation_time", "_preparation_time")
 
 
@@ -52,24 +50,42 @@ class Trial:
     on_cluster: bool
 
 
+@functools.cache
+def cluster_info() -> det.ClusterInfo | None:
+    """Determined's ClusterInfo, read once per process; None off-cluster."""
+    return det.get_cluster_info()
+
+
 def cluster_trial() -> Trial | None:
-    info = det.get_cluster_info()
+    info = cluster_info()
     if info is None or info.task_type != "TRIAL":
         return None
     return Trial(
         hparams=info.trial.hparams,
         latest_checkpoint=info.latest_checkpoint,
         trial_id=info.trial.trial_id,
-        searcher=info.trial._config.get("searcher", {}),
+        searcher=_experiment_searcher(info.trial.experiment_id),
         on_cluster=True,
     )
 
 
-def local_trial(raw_config: dict[str, Any], output_dir: str, fresh: bool) -> Trial:
-    latest = None
-    pointer = Path(output_dir) / LATEST
-    if pointer.exists() and not fresh:
-        latest = json.loads(pointer.read_text())["storage_id"]
+def _experiment_searcher(experiment_id: int) -> dict[str, Any]:
+    """The experiment's `searcher:` block, through the SDK (inside a task it logs in with the
+    task's token). ClusterInfo exposes only `hparams` and `data` publicly; its `_config` is
+    private "because it's not a stable API". Without the master's answer the start-up checks of
+    the searcher against training_args are skipped, with a warning; training goes on."""
+    from determined.experimental import client
+
+    try:
+        return (client.get_experiment(experiment_id).config or {}).get("searcher") or {}
+    except Exception as e:  # noqa: BLE001 - the checks are a courtesy; the master's own still apply
+        log.warning("could not read experiment %d's searcher from the master (%s: %s): searcher checks skipped",
+                    experiment_id, type(e).__name__, e)
+        return {}
+
+
+def local_trial(raw_config: dict[str, Any], run: rundir.RunFolder, fresh: bool) -> Trial:
+    latest = None if fresh else run.latest_checkpoint()
     return Trial(None, latest, None, raw_config.get("searcher", {}), on_cluster=False)
 
 
@@ -78,7 +94,7 @@ def distributed_context(use_deepspeed: bool) -> det.core.DistributedContext | No
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
     ports = {}
-    if det.get_cluster_info() is None and "MASTER_PORT" in os.environ:
+    if cluster_info() is None and "MASTER_PORT" in os.environ:
         # Off-cluster, two runs on one host must not share Determined's fixed zmq ports; the
         # launcher already gave each run its own MASTER_PORT, so derive ours from it.
         base = int(os.environ["MASTER_PORT"])
@@ -102,18 +118,20 @@ def distributed_context(use_deepspeed: bool) -> det.core.DistributedContext | No
     )
 
 
-def init(distributed: det.core.DistributedContext | None, storage: Path) -> det.core.Context:
+def init(distributed: det.core.DistributedContext | None, storage: Path | None) -> det.core.Context:
     """`det.core.init()`; off-cluster, checkpoints go to the folder `storage` (handed to the Core
-    API as a string, the form its off-cluster mode accepts for local storage)."""
-    if det.get_cluster_info() is not None:
+    API as a string, the form its off-cluster mode accepts for local storage). On a cluster the
+    experiment's checkpoint storage is used and `storage` must be None."""
+    if cluster_info() is not None:
         return det.core.init(distributed=distributed)
+    assert storage is not None, "off-cluster, checkpoints need a local storage folder"
     storage.mkdir(parents=True, exist_ok=True)
     return det.core.init(distributed=distributed, checkpoint_storage=str(storage))
 
 
 def tensorboard_dir(core: det.core.Context) -> str | None:
     """On a cluster, where Determined's TensorBoard picks events up (HF writes there via env)."""
-    if det.get_cluster_info() is None:
+    if cluster_info() is None:
         return None
     return str(core.train.get_tensorboard_path())
 
@@ -122,10 +140,10 @@ def tensorboard_dir(core: det.core.Context) -> str | None:
 def restore(core: det.core.Context, storage_id: str) -> Iterator[Path]:
     """The HF `checkpoint-N` folder inside a stored checkpoint (downloaded if the storage needs it)."""
     with core.checkpoint.restore_path(storage_id) as path:
-        ckpt = get_last_checkpoint(str(path))
+        ckpt = rundir.hf_checkpoint(Path(path))
         if ckpt is None:
-            raise RuntimeError(f"checkpoint {storage_id} at {path} holds no checkpoint-N folder")
-        yield Path(ckpt)
+            raise CheckpointNotFound(f"checkpoint {storage_id} at {path} holds no checkpoint-N folder")
+        yield ckpt
 
 
 def check_searcher(searcher: dict[str, Any], args: transformers.TrainingArguments) -> None:
@@ -148,25 +166,16 @@ def check_searcher(searcher: dict[str, Any], args: transformers.TrainingArgument
 class CoreCallback(transformers.TrainerCallback):
     """Reports metrics and progress, uploads checkpoints, honours preemption."""
 
-    def __init__(
-        self,
-        core: det.core.Context,
-        *,
-        config: dict[str, Any],
-        trial: Trial,
-        run_dir: Path,
-    ) -> None:
+    def __init__(self, core: det.core.Context, *, trial: Trial, run: rundir.RunFolder) -> None:
         self.core = core
-        self.config = config
         self.trial = trial
-        self.run_dir = run_dir
+        self.run = run  # the chief hands it every metric line and checkpoint
         self.searcher_metric = trial.searcher.get("metric")
         self.last_reported: dict[str, int] = {}
         self.last_progress = -1
         self.preempted = False
         self.latest_storage_id: str | None = None
         self.last_validation: dict[str, float] = {}
-        self.first_validation: dict[str, float] = {}
         self._signalled = False
         self._old_handlers: dict[int, Any] = {}
 
@@ -207,8 +216,7 @@ class CoreCallback(transformers.TrainerCallback):
             return
         self.last_reported[group] = state.global_step
         if group == "validation":
-            self.first_validation = self.first_validation or metrics
-            self.last_validation = metrics
+            self.last_validation = metrics  # stored with the next checkpoint
         if group == "validation" and self.searcher_metric and self.searcher_metric not in metrics:
             # every rank holds the same eval metrics, so every rank raises: no rank left waiting
             raise ConfigError([
@@ -218,8 +226,7 @@ class CoreCallback(transformers.TrainerCallback):
         if not state.is_world_process_zero:
             return
         self.core.train.report_metrics(group=group, steps_completed=state.global_step, metrics=metrics)
-        with open(self.run_dir / METRICS, "a") as f:
-            f.write(json.dumps({"group": group, "step": state.global_step, "time": time.time(), **metrics}) + "\n")
+        self.run.append_metrics(group, state.global_step, metrics)
 
     # -- progress and preemption -----------------------------------------------------------------
 
@@ -248,7 +255,7 @@ class CoreCallback(transformers.TrainerCallback):
         name = f"checkpoint-{state.global_step}"
         local = Path(args.output_dir) / name
         if state.is_world_process_zero:
-            (local / "sqltune_config.yaml").write_text(yaml.safe_dump(self.config, sort_keys=False))
+            self.run.stamp_checkpoint(local)
         metadata = {"steps_completed": state.global_step, "format": "huggingface", "checkpoint": name}
         if self.trial.trial_id is not None:
             metadata["trial_id"] = self.trial.trial_id
@@ -265,43 +272,46 @@ class CoreCallback(transformers.TrainerCallback):
         if not args.load_best_model_at_end and self.core.distributed.local_rank == 0:
             shutil.rmtree(local, ignore_errors=True)
         if state.is_world_process_zero:
-            pointer = {"storage_id": storage_id, "steps_completed": state.global_step, "checkpoint": name}
-            (self.run_dir / LATEST).write_text(json.dumps(pointer))
+            self.run.record_checkpoint(storage_id, state.global_step, name)
             log.info("checkpoint %s uploaded as %s", name, storage_id)
 
 
-def find_checkpoint(ref: str, search_root: Path = Path(".")) -> Path:
-    """An HF `checkpoint-N` folder from a path or a checkpoint UUID.
+def download_checkpoint(uuid: str) -> Path:
+    """A checkpoint from the master at DET_MASTER, downloaded once to $TMPDIR/sqltune-checkpoints/
+    (log in first with `det user login`; the checkpoint storage must be reachable from here)."""
+    from determined.experimental import client
 
-    A UUID is looked up in local checkpoint storages (`**/checkpoints/<uuid>` below `search_root`)
-    and, when `DET_MASTER` is set, downloaded from the cluster with the Determined SDK.
-    """
-    path = Path(ref).expanduser()
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / "sqltune-checkpoints" / uuid
     if not path.exists():
-        local = sorted(search_root.glob(f"**/checkpoints/{ref}"))
-        if local:
-            path = local[0]
-        elif os.environ.get("DET_MASTER"):
-            from determined.experimental import client
-
-            path = Path(os.environ.get("TMPDIR", "/tmp")) / "sqltune-checkpoints" / ref
-            if not path.exists():
-                client.get_checkpoint(ref).download(str(path))
-        else:
-            raise FileNotFoundError(
-                f"--checkpoint: '{ref}' is neither a folder nor a checkpoint UUID found under "
-                f"{search_root.resolve()}/**/checkpoints (set DET_MASTER to fetch it from a cluster)"
-            )
-    if (path / "sqltune_config.yaml").exists():
-        return path
-    inner = get_last_checkpoint(str(path))
-    if inner is None:
-        raise FileNotFoundError(f"--checkpoint: {path} holds no checkpoint-N folder")
-    return Path(inner)
+        with master_errors(CheckpointNotFound(
+                f"--checkpoint: '{uuid}' is neither a folder, nor a checkpoint of a run on this machine, "
+                f"nor one the master at {os.environ.get('DET_MASTER')} knows")):
+            client.get_checkpoint(uuid).download(str(path))
+    return path
 
 
 def get_experiment(experiment_id: int) -> Any:
     """An experiment from the master at DET_MASTER, through the Determined SDK (`det user login` first)."""
     from determined.experimental import client
 
-    return client.get_experiment(experiment_id)
+    with master_errors(MasterUnreachable(f"--experiment {experiment_id}: the master at "
+                                         f"{os.environ.get('DET_MASTER')} knows no such experiment")):
+        return client.get_experiment(experiment_id)
+
+
+@contextlib.contextmanager
+def master_errors(not_found: Exception) -> Iterator[None]:
+    """The SDK's errors as ours: `not_found` for an unknown ID, else MasterUnreachable, one line each."""
+    from determined.common.api import errors
+
+    master = os.environ.get("DET_MASTER") or "localhost:8080 (DET_MASTER is unset)"
+    try:
+        yield
+    except errors.NotFoundException:
+        raise not_found from None
+    except errors.MasterNotFoundException:
+        raise MasterUnreachable(f"can't reach the Determined master at {master}: is DET_MASTER right, "
+                                "and the master up?") from None
+    except (errors.BadRequestException, errors.BadResponseException) as e:
+        raise MasterUnreachable(f"the Determined master at {master} refused: {type(e).__name__}: {str(e)[:300]}; "
+                                "log in with `det user login`") from None

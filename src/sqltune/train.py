@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import logging
 import os
 import resource
@@ -21,12 +20,12 @@ from typing import Any, Callable
 import torch
 import transformers
 
-from sqltune import config, data, evaluate, model, platform
+from sqltune import config, evaluate, model, platform, rundir
+from sqltune.data import splits as data_splits
 from sqltune.model import memory
 from sqltune import tokenize as tok
 
 log = logging.getLogger(__name__)
-SUMMARY = "summary.json"
 
 
 class SQLTrainer(transformers.Trainer):
@@ -147,7 +146,7 @@ def run(
     fresh: bool = False,
     callbacks: list[transformers.TrainerCallback] = (),
 ) -> dict[str, Any]:
-    """Train one trial; returns the summary also written to `<output_dir>/summary.json`.
+    """Train one trial; returns the summary, which the run folder also keeps (rundir.py).
 
     `callbacks` run after our CoreCallback (`sqltune search` feeds Optuna and prunes through one).
     """
@@ -156,15 +155,19 @@ def run(
     targs = hp.training_args
     out_dir = Path(targs["output_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
+    run_folder = rundir.RunFolder(out_dir, hparams=exp.resolved)
     dist = platform.distributed_context(use_deepspeed=bool(targs.get("deepspeed")))
-    storage = config.checkpoint_dir(exp.raw, targs["output_dir"])
+    # Off-cluster the Core API stores checkpoints in a local folder; on a cluster, where the master's.
+    storage = None if trial.on_cluster else rundir.storage_dir(exp.raw.get("checkpoint_storage"), out_dir)
 
     with platform.init(dist, storage) as core:
         if tb := platform.tensorboard_dir(core):
             os.environ.setdefault("TENSORBOARD_LOGGING_DIR", tb)
-        if fresh and core.distributed.rank == 0:
-            for name in (platform.METRICS, platform.LATEST, SUMMARY):
-                (out_dir / name).unlink(missing_ok=True)
+        if core.distributed.rank == 0:
+            if fresh:
+                run_folder.clear()
+            if storage is not None:
+                rundir.remember_storage(storage)  # so its checkpoint UUIDs are found from anywhere
         args = transformers.TrainingArguments(**targs)
         if args.deepspeed and torch.distributed.is_initialized():
             # With `use_cpu` HF starts torch.distributed but not deepspeed.comm, and ZeRO-3's
@@ -175,7 +178,7 @@ def run(
         platform.check_searcher(trial.searcher, args)
 
         tokenizer = model.load_tokenizer(hp.model)
-        splits = data.load_splits(hp.data)
+        splits = data_splits.load_splits(hp.data)
         fmt = hp.format
         train_ds = tok.tokenize_split(splits["train"], tokenizer, fmt.system_prompt, fmt.max_length, "train")
         eval_ds = tok.tokenize_split(splits["valid"], tokenizer, fmt.system_prompt, fmt.max_length, "valid")
@@ -188,8 +191,8 @@ def run(
                                           fmt.padding_free, targs.get("gradient_checkpointing"))
         generation = None
         if hp.eval.generate_samples:
-            generation = evaluate.GenerationEval(list(splits["valid"]), tokenizer, fmt.system_prompt, hp.eval, out_dir)
-        callback = platform.CoreCallback(core, config=exp.resolved, trial=trial, run_dir=out_dir)
+            generation = evaluate.GenerationEval(list(splits["valid"]), tokenizer, fmt.system_prompt, hp.eval, run_folder)
+        callback = platform.CoreCallback(core, trial=trial, run=run_folder)
         trainer = SQLTrainer(
             model=net,
             args=args,
@@ -212,16 +215,18 @@ def run(
         else:
             result = trainer.train()
 
+    # Every evaluation of this run folder, across resumes (step 0 included): the chief reads them back.
+    validations = run_folder.curves()["validation"] if trainer.is_world_process_zero() else {}
     summary = {
         "output_dir": str(out_dir),
-        "checkpoint_storage": str(storage),
+        "checkpoint_storage": str(storage) if storage else None,  # None: the cluster's storage
         "latest_checkpoint": callback.latest_storage_id or resume,
         "global_step": trainer.state.global_step,
         "max_steps": trainer.state.max_steps,
         "preempted": callback.preempted,
         "train_loss": result.training_loss,
-        "validation": callback.last_validation,
-        "first_validation": callback.first_validation,
+        "validation": validations[max(validations)] if validations else callback.last_validation,
+        "first_validation": validations[min(validations)] if validations else {},
         "memory_plan": dataclasses.asdict(plan) if plan else None,
         "trainable_parameters": trainable,
         "total_parameters": total,
@@ -231,5 +236,5 @@ def run(
         "hparams": exp.resolved,
     }
     if trainer.is_world_process_zero():
-        (out_dir / SUMMARY).write_text(json.dumps(summary, indent=1, default=str))
+        run_folder.write_summary(summary)
     return summary

@@ -5,9 +5,7 @@ cached train/valid/test splits.
     files.py      JSONL / JSON / CSV / Parquet files
     splits.py     source -> bucket -> 80/10/10 split, cached on disk
     synthetic/    the offline generator: ten domains, each a real SQLite database
+
+Nothing is imported here: `sqltune.data.rows` stays light (no `datasets`) for the tools that only
+need the buckets.
 """
-
-from sqltune.data.rows import BUCKETS, difficulty
-from sqltune.data.splits import data_cache_dir, load_splits, read_rows
-
-__all__ = ["BUCKETS", "data_cache_dir", "difficulty", "load_splits", "read_rows"]

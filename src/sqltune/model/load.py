@@ -18,10 +18,10 @@ import torch
 import transformers
 from filelock import FileLock
 
-from sqltune import config
+from sqltune import config, rundir
 from sqltune import format as fmt
 from sqltune.config import LoraConfig, ModelConfig, QuantizationConfig, cache_root
-from sqltune.errors import ConfigError
+from sqltune.errors import CheckpointNotFound, ConfigError
 from sqltune.model.lora import add_lora
 from sqltune.model.loss import install_masked_loss
 
@@ -232,12 +232,10 @@ def load_checkpoint(ckpt: Path, *, dequantize: bool = False) -> tuple[torch.nn.M
     name, the shipped SmolLM2, or a seeded from-config model), quantised again if the run was
     QLoRA (and then, with `dequantize`, turned back into plain weights), and the adapter loaded onto it.
     """
-    import yaml
-
-    saved = ckpt / "sqltune_config.yaml"
-    if not saved.is_file():
-        raise ConfigError([f"--checkpoint: {ckpt} has no sqltune_config.yaml (not written by sqltune?)"])
-    exp = config.build({"hyperparameters": yaml.safe_load(saved.read_text())}, path=saved)
+    saved = rundir.read_config_copy(ckpt)
+    if saved is None:
+        raise CheckpointNotFound(f"--checkpoint: {ckpt} has no {rundir.CONFIG_COPY} (not written by sqltune?)")
+    exp = config.build({"hyperparameters": saved}, path=ckpt / rundir.CONFIG_COPY)
     hp = exp.hparams
     tokenizer = (transformers.AutoTokenizer.from_pretrained(ckpt, padding_side="right")
                  if (ckpt / "tokenizer_config.json").exists() else load_tokenizer(hp.model))
@@ -265,8 +263,6 @@ def merge_lora(ckpt: Path, out_dir: Path) -> Path:
     too: NF4 rounds each weight to one of 16 levels per 64-weight block. Merging into the original
     full-precision base instead would change the function the adapter learned to correct.
     """
-    import yaml
-
     model, tokenizer, hp = load_checkpoint(ckpt, dequantize=True)
     if not hasattr(model, "merge_and_unload"):
         raise ConfigError(["--checkpoint: a full model already; there is no LoRA adapter to merge"])
@@ -280,5 +276,5 @@ def merge_lora(ckpt: Path, out_dir: Path) -> Path:
     saved["model"] = {**saved["model"], "name": str(out_dir), "from_config": None}
     saved["lora"] = {"enabled": False}
     saved["quantization"] = None
-    (out_dir / "sqltune_config.yaml").write_text(yaml.safe_dump(saved, sort_keys=False))
+    rundir.write_config_copy(out_dir, saved)
     return out_dir

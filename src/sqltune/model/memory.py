@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import resource
-from typing import Any
 
 import torch
 

@@ -22,10 +22,14 @@ from sqlglot import exp
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 from sqlglot.optimizer.scope import build_scope
 
+from sqltune.data.rows import BUCKETS
 from sqltune.sql.execute import ExecResult, clean_sql, same_result
 from sqltune.sql.sandbox import execute
 
 DIALECT = "sqlite"
+SQL_METRICS = ("bleu", "exact_match", "execution_accuracy", "valid_sql")  # what `score_rows` sums up
+HARDNESS = ("easy", "medium", "hard", "extra")  # Spider's labels (`hardness`)
+GROUPS = (*BUCKETS, *(f"hardness_{h}" for h in HARDNESS))  # the per-group suffixes of the summary
 
 # ----------------------------------------------------------------------------- parsing
 

@@ -10,211 +10,25 @@ metric against LoRA rank, per-difficulty SQL scores, and trainable parameters, w
 memory per run. The table also prints in the terminal. TensorBoard gets every run's curves plus
 its hyperparameters and final metrics for the HParams dashboard, under `tensorboard/<run>/`.
 
-A folder that is missing, was killed mid-run (metrics.jsonl but no summary.json) or is not a
-sqltune run is reported as skipped, with the reason; it never stops the report. From a cluster,
-metrics come from the master; it does not know parameter counts or memory, shown as n/a.
+Runs are read by runs.py: a folder that can't be read is listed as skipped, with the reason.
 """
 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import html
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqltune.evaluate import GROUPS, SQL_METRICS
-from sqltune.config import ConfigError, LoraConfig
-from sqltune.platform import METRICS
-from sqltune.study.search import STUDY_DB
-from sqltune.study.space import search_space
-from sqltune.train import SUMMARY
+from sqltune.console import make_console
+from sqltune.errors import ConfigError
+from sqltune.study.runs import Comparison, Run, collect, fetch_experiments, overall_metrics
 
 PATH_KEYS = ("training_args.output_dir", "training_args.logging_dir", "data.cache_dir")
-FIGURES = ("global_step", "max_steps", "trainable_parameters", "total_parameters", "wall_time_s", "peak_rss_gib",
-           "peak_gpu_gib")  # the numbers of summary.json a report shows
-FIRST_METRICS = ("eval_loss", "eval_accuracy", *(f"eval_{m}" for m in SQL_METRICS))
 TABLE_HPARAMS = ("training_args.learning_rate", "model.name", "data.subset", "training_args.max_steps")
-
-
-@dataclasses.dataclass
-class Run:
-    name: str
-    hparams: dict[str, Any]  # flat, dotted names
-    curves: dict[str, dict[int, dict[str, float]]]  # "training" / "validation" -> step -> metrics
-    summary: dict[str, Any]  # FIGURES from summary.json (None where unknown) and output_dir
-    state: str
-
-    @property
-    def final(self) -> dict[str, float]:
-        val = self.curves["validation"]
-        return val[max(val)] if val else {}
-
-    @property
-    def lora(self) -> tuple[int, int] | None:
-        """(r, lora_alpha) of a LoRA run, None for a full fine-tune."""
-        h, default = self.hparams, LoraConfig()
-        enabled = h.get("lora.enabled", h.get("lora"))
-        if enabled is None:
-            enabled = any(k.startswith("lora.") for k in h)
-        return (h.get("lora.r", default.r), h.get("lora.lora_alpha", default.lora_alpha)) if enabled else None
-
-    @property
-    def method(self) -> str:
-        return "full" if self.lora is None else "LoRA r={} α={}".format(*self.lora)
-
-
-@dataclasses.dataclass
-class Comparison:
-    runs: list[Run] = dataclasses.field(default_factory=list)  # ranked: best first, those without the metric last
-    skipped: list[str] = dataclasses.field(default_factory=list)  # why each unusable folder was left out
-    searcher: dict[str, Any] = dataclasses.field(default_factory=dict)  # the first search's searcher block
-    searched: set[str] = dataclasses.field(default_factory=set)  # hyperparameters the searches varied
-    studies: list[str] = dataclasses.field(default_factory=list)  # Optuna storage URLs of the search folders
-    metric: str = "eval_loss"
-    smaller_is_better: bool = True
-
-    def add(self, got: Run | str) -> None:
-        (self.runs if isinstance(got, Run) else self.skipped).append(got)
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def read_curves(path: Path) -> dict[str, dict[int, dict[str, float]]]:
-    """metrics.jsonl by group and step; a step written twice (after a resume) keeps its last line."""
-    curves: dict[str, dict[int, dict[str, float]]] = {"training": {}, "validation": {}}
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            row = json.loads(line)
-            group, step = curves[row.pop("group")], int(row.pop("step"))
-        except (ValueError, KeyError, TypeError, AttributeError):
-            continue  # a torn last line of a killed run, or another tool's line
-        group[step] = {k: v for k, v in row.items() if _number(v) and k not in ("time", "batches", "epochs")}
-    return curves
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def load_run(folder: Path, name: str, state: str | None = None) -> Run | str:
-    """A finished run folder as a Run, or the reason it can't be one."""
-    summary_path = folder / SUMMARY
-    if not summary_path.exists():
-        if (folder / METRICS).exists():
-            return f"{folder}: no {SUMMARY} (killed mid-run, or still running)"
-        return f"{folder}: not a sqltune run folder (no {SUMMARY} or {METRICS})"
-    try:
-        raw = json.loads(summary_path.read_text())
-        step, max_steps = int(raw["global_step"]), int(raw["max_steps"])
-        if not all(isinstance(raw.get(k) or {}, dict) for k in ("validation", "hparams")):
-            raise TypeError("'validation' and 'hparams' should be mappings")
-    except (ValueError, KeyError, TypeError) as e:
-        return f"{folder}: unreadable {SUMMARY} ({type(e).__name__}: {e})"
-    summary = {k: raw.get(k) if _number(raw.get(k)) else None for k in FIGURES} | {"output_dir": raw.get("output_dir")}
-    curves = read_curves(folder / METRICS)
-    if not curves["validation"] and raw.get("validation"):
-        curves["validation"][step] = {k: v for k, v in raw["validation"].items() if _number(v)}
-    if raw.get("preempted"):
-        state = "preempted"  # stopped with a checkpoint: running the search (or train) again goes on
-    elif state is None:
-        state = "completed" if step >= max_steps else "stopped"
-    if step < max_steps:
-        state += f" at {step}/{max_steps}"
-    return Run(name, flatten(raw.get("hparams") or {}), curves, summary, state)
-
-
-def _add_search(comp: Comparison, folder: Path) -> None:
-    """A search folder's trials, with their state (pruned, failed) and searcher from its Optuna study."""
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = f"sqlite:///{folder.resolve() / STUDY_DB}"
-    states = {}
-    try:
-        study = optuna.load_study(study_name=None, storage=url)
-        for t in study.get_trials(deepcopy=False):  # a folder's latest attempt counts
-            states[t.user_attrs.get("run_dir", f"trial-{t.number}")] = t.state.name.lower()
-        comp.searcher = comp.searcher or study.user_attrs.get("searcher") or {}
-        comp.searched |= set(study.user_attrs.get("space") or {})
-        comp.studies.append(url)
-    except Exception as e:  # noqa: BLE001 - a broken study still leaves readable run folders
-        comp.skipped.append(f"{folder / STUDY_DB}: unreadable Optuna study ({type(e).__name__}: {e})")
-    trials = sorted((p for p in folder.glob("trial-*") if p.is_dir()), key=lambda p: (len(p.name), p.name))
-    for trial in trials:
-        state = states.get(trial.name)
-        comp.add(load_run(trial, f"{folder.name}/{trial.name}", None if state in (None, "complete") else state))
-
-
-def collect(paths: Iterable[str | Path], comp: Comparison | None = None) -> Comparison:
-    """Runs from run folders, search folders and folders holding either; and what was skipped, why."""
-    comp = comp or Comparison()
-    for path in map(Path, paths):
-        if not path.is_dir():
-            comp.skipped.append(f"{path}: no such folder")
-        elif (path / STUDY_DB).exists():
-            _add_search(comp, path)
-        elif (path / SUMMARY).exists() or (path / METRICS).exists():
-            comp.add(load_run(path, path.name))
-        else:
-            inner = [p for p in sorted(path.iterdir()) if p.is_dir() and any(
-                (p / f).exists() for f in (SUMMARY, METRICS, STUDY_DB))]
-            if not inner:
-                comp.skipped.append(f"{path}: not a sqltune run or search folder (no {SUMMARY}, {METRICS} or {STUDY_DB})")
-            collect(inner, comp)
-    return comp
-
-
-# ---- from a Determined master ----------------------------------------------------------------
-
-
-def run_from_trial(experiment_id: int, trial: Any, training: Iterable[Any], validation: Iterable[Any]) -> Run:
-    """A Run from the SDK's `Trial` and its `TrialMetrics` (determined.experimental.client)."""
-    curves: dict[str, dict[int, dict[str, float]]] = {"training": {}, "validation": {}}
-    times = []
-    for group, reports in (("training", training), ("validation", validation)):
-        for m in reports:
-            curves[group][m.steps_completed] = {k: float(v) for k, v in m.metrics.items() if _number(v)}
-            times.append(m.end_time)
-    hp = flatten(trial.hparams or {})
-    step = max((s for c in curves.values() for s in c), default=0)
-    max_steps = hp.get("training_args.max_steps") or step
-    state = trial.state.value.removeprefix("STATE_").lower() if trial.state else "unknown"
-    if state == "completed" and step < max_steps:
-        state = f"stopped at {step}/{max_steps}"  # adaptive_asha stopped it
-    summary = dict.fromkeys(FIGURES) | {"global_step": step, "max_steps": max_steps,  # the master has no memory figures
-                                        "wall_time_s": (max(times) - min(times)).total_seconds() if times else None}
-    return Run(f"exp-{experiment_id}/trial-{trial.id}", hp, curves, summary, state)
-
-
-def add_experiment(comp: Comparison, experiment: Any) -> None:
-    """Every trial of a `determined.experimental.client.Experiment`, with its searcher and space."""
-    cfg = experiment.config or {}
-    comp.searcher = comp.searcher or cfg.get("searcher") or {}
-    comp.searched |= {p.name for p in search_space(cfg.get("hyperparameters") or {})}
-    for t in experiment.list_trials():
-        comp.add(run_from_trial(experiment.id, t, t.iter_metrics("training"), t.iter_metrics("validation")))
-
-
-def fetch_experiments(comp: Comparison, ids: list[int]) -> None:
-    """Experiments from the master at DET_MASTER (log in first with `det user login`)."""
-    from sqltune import platform
-
-    for eid in ids:
-        try:
-            add_experiment(comp, platform.get_experiment(eid))
-        except Exception as e:  # noqa: BLE001 - unreachable master, no login, unknown ID: one message
-            raise ConfigError([f"experiment {eid}: {type(e).__name__}: {e}"], "--experiment") from None
 
 
 # ---- ranking, table -------------------------------------------------------------------------
@@ -239,14 +53,6 @@ def load(paths: Iterable[str | Path], experiments: list[int] = (), metric: str |
                     reverse=not comp.smaller_is_better)
     comp.runs = scored + [r for r in comp.runs if comp.metric not in r.final]
     return comp
-
-
-def overall_metrics(runs: list[Run]) -> list[str]:
-    """Eval metrics over all rows (per-difficulty ones, `eval_bleu_easy`, are drawn as bars)."""
-    found = {k for r in runs for step in r.curves["validation"].values() for k in step if k.startswith("eval_")}
-    per_group = {f"eval_{m}_{g}" for m in SQL_METRICS for g in GROUPS}
-    found -= per_group
-    return [m for m in FIRST_METRICS if m in found] + sorted(found - set(FIRST_METRICS))
 
 
 def varying(runs: list[Run]) -> list[str]:
@@ -288,7 +94,6 @@ def table_rows(comp: Comparison) -> tuple[list[str], list[list[str]]]:
 
 
 def print_table(comp: Comparison) -> None:
-    from rich.console import Console
     from rich.table import Table
 
     head, rows = table_rows(comp)
@@ -299,9 +104,7 @@ def print_table(comp: Comparison) -> None:
                          style="bold" if h == comp.metric else None)
     for row in rows:
         table.add_row(*row)
-    console = Console()
-    if not console.is_terminal:  # a log file or a pipe: wide rows rather than wrapped cells
-        console = Console(width=200)
+    console = make_console()
     console.print(table)
     for s in comp.skipped:
         console.print(f"[yellow]skipped[/yellow] {s}", highlight=False)
@@ -351,30 +154,44 @@ th{{background:#eee}}figure{{display:inline-block;margin:1em 1em 0 0}}img{{max-w
 
 
 def write_tensorboard(comp: Comparison, root: Path) -> None:
-    """Each run's curves under root/<run>/, with its hyperparameters and final metrics for HParams."""
-    from torch.utils.tensorboard import SummaryWriter
-    from torch.utils.tensorboard.summary import hparams
+    """Each run's curves under root/<run>/, with its hyperparameters for the HParams dashboard.
+
+    Written with TensorBoard's own event writer and HParams protos rather than
+    `torch.utils.tensorboard`, so that a report never imports torch (the same event files)."""
+    from tensorboard.compat.proto import event_pb2, summary_pb2
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2, summary_v2 as hp
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+    if not comp.runs:
+        return
 
     def tb_value(v: Any) -> Any:
         return v if isinstance(v, (int, float, str, bool)) else json.dumps(v)
 
+    def session_end(state: str) -> Any:
+        status = (api_pb2.STATUS_SUCCESS if state.startswith("completed") else
+                  api_pb2.STATUS_FAILURE if state.startswith("failed") else api_pb2.STATUS_UNKNOWN)
+        data = plugin_data_pb2.HParamsPluginData(session_end_info=plugin_data_pb2.SessionEndInfo(status=status))
+        return summary_pb2.Summary(value=[summary_pb2.Summary.Value(
+            tag=metadata.SESSION_END_INFO_TAG, metadata=metadata.create_summary_metadata(data))])
+
+    def write(folder: Path, summaries: list[tuple[int, Any]]) -> None:
+        writer = EventFileWriter(str(folder))
+        for step, summary in summaries:
+            writer.add_event(event_pb2.Event(wall_time=time.time(), step=step, summary=summary))
+        writer.close()
+
     keys = ["method", *varying(comp.runs)]
     tags = [f"eval/{m}" for m in overall_metrics(comp.runs)]  # per-difficulty ones stay plain scalars
     runs_hp = [{"method": r.method, **{k: tb_value(r.hparams.get(k)) for k in keys[1:]}} for r in comp.runs]
-    if not comp.runs:
-        return
-    with SummaryWriter(str(root)) as w:  # the experiment (its columns) once, at the top
-        experiment, _, _ = hparams(runs_hp[0], {t: 0.0 for t in tags})
-        w.file_writer.add_summary(experiment)
-    for r, hp in zip(comp.runs, runs_hp):
-        with SummaryWriter(str(root / r.name)) as w:
-            for group, prefix in (("training", "train"), ("validation", "eval")):
-                for step, metrics in sorted(r.curves[group].items()):
-                    for k, v in metrics.items():
-                        w.add_scalar(f"{prefix}/{k}", v, step)
-            _, session_start, session_end = hparams(hp, {t: r.final.get(t[5:], 0.0) for t in tags})
-            w.file_writer.add_summary(session_start)
-            w.file_writer.add_summary(session_end)
+    config = hp.hparams_config_pb(hparams=[hp.HParam(k) for k in keys], metrics=[hp.Metric(t) for t in tags])
+    write(root, [(0, config)])  # the experiment (its columns) once, at the top
+    for r, values in zip(comp.runs, runs_hp):
+        scalars = [(step, summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=f"{prefix}/{k}", simple_value=v)]))
+                   for group, prefix in (("training", "train"), ("validation", "eval"))
+                   for step, metrics in sorted(r.curves[group].items()) for k, v in metrics.items()]
+        last = max((s for c in r.curves.values() for s in c), default=0)
+        write(root / r.name, [(0, hp.hparams_pb(values, trial_id=r.name)), *scalars, (last, session_end(r.state))])
 
 
 def main(paths: list[str], experiments: list[int], output: str, metric: str | None) -> int:

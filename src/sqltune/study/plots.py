@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from sqltune.evaluate import GROUPS, SQL_METRICS
-from sqltune.study.compare import overall_metrics
+from sqltune.sql.scoring import GROUPS, SQL_METRICS
+from sqltune.study.runs import overall_metrics
 
 if TYPE_CHECKING:
-    from sqltune.study.compare import Comparison, Run
+    from sqltune.study.runs import Comparison, Run
 
 
 def _color(i: int) -> str:

@@ -15,14 +15,15 @@ than `max_trials` and `max_time` allow) but there is one bracket only, the one D
 
 Each trial is an ordinary run folder, `<output_dir>/trial-<k>/`, trained in this process by the
 same `train.run` that `sqltune train` calls, its `training_args.output_dir` set by a `--set`
-override. The study lives beside them in `<output_dir>/study.db` (SQLite). A search folder is
-locked while a search runs in it, so a new `sqltune search` knows that a trial still RUNNING there
-was killed: it marks it failed and enqueues a retry with the same hyperparameters into the same
-run folder, where `train.run` resumes from `latest_checkpoint.json`. Complete and pruned trials
-are never run again; failed ones are retried once per `sqltune search`. Ctrl-C saves a checkpoint
-at the next step and stops (a second one stops at once); run the same command to go on.
+override. The study lives beside them in `<output_dir>/study.db` (SQLite; rundir.py lays the
+folder out). A search folder is locked while a search runs in it, so a new `sqltune search` knows
+that a trial still RUNNING there was killed: it marks it failed and enqueues a retry with the same
+hyperparameters into the same run folder, where `train.run` resumes from its latest checkpoint.
+Complete and pruned trials are never run again; failed ones are retried once per `sqltune search`.
+Ctrl-C saves a checkpoint at the next step and stops (a second one stops at once); run the same
+command to go on.
 
-Trials share this process, so peak RSS and GPU memory are reset before each one (`summary.json`
+Trials share this process, so peak RSS and GPU memory are reset before each one (the summary
 reports the trial's own peak; RSS via /proc/self/clear_refs, Linux only).
 """
 
@@ -48,15 +49,14 @@ import torch
 import transformers
 from optuna.trial import TrialState
 
-from sqltune import config, platform, train
-from sqltune.evaluate import SQL_METRICS
-from sqltune.errors import ConfigError
+from sqltune import config, platform, rundir, train
+from sqltune.sql.scoring import SQL_METRICS
+from sqltune.errors import ConfigError, SearchRunning
 from sqltune.study.space import Param, grid_points, search_space, yaml_text
 
 log = logging.getLogger(__name__)
 
 SEARCHERS = ("grid", "random", "adaptive_asha")
-STUDY_DB = "study.db"
 FOLDER_LOCK = ".search.lock"  # held (shared) by every process running trials in the folder
 ASK_LOCK = ".ask.lock"  # held while a process counts trials and asks for the next one
 
@@ -87,7 +87,7 @@ class Search:
 
     @property
     def storage_url(self) -> str:
-        return f"sqlite:///{self.folder.resolve() / STUDY_DB}"
+        return rundir.study_url(self.folder)
 
     def trial_overrides(self, values: dict[str, Any], run_dir: Path) -> list[str]:
         sets = [f"{name}={yaml_text(v)}" for name, v in values.items()]
@@ -297,7 +297,7 @@ def run_trial(search: Search, study: optuna.Study, trial: optuna.Trial) -> Trial
     try:
         exp = config.build(search.raw, search.trial_overrides(values, run_dir), search.path)
         _reset_peak_memory()
-        local = platform.local_trial(exp.raw, str(run_dir), fresh=False)
+        local = platform.local_trial(exp.raw, rundir.RunFolder(run_dir), fresh=False)
         summary = train.run(exp, local, callbacks=[reporter])
     except Exception as e:  # one trial's failure is recorded, not the search's end
         log.exception("trial %d failed", trial.number)
@@ -336,7 +336,8 @@ def run(search: Search, parallel: int = 1) -> int:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise ConfigError([f"{search.folder}: another `sqltune search` is running there"], str(search.path)) from None
+            raise SearchRunning(f"{search.folder}: another `sqltune search` is running there; wait for it, "
+                                "or stop it (Ctrl-C saves a checkpoint) and run this again") from None
         study = open_study(search)
         retried = recover(study)
         if retried:

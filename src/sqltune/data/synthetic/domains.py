@@ -23,23 +23,30 @@ generator it does not know. Rows come from random.Random seeded with the domain 
 depend on the question seed: every seed asks about the same databases.
 """
 
+from __future__ import annotations
+
 import hashlib
 import os
 import random
 import re
 import sqlite3
 import tempfile
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-from sqltune.data.synthetic.schemas import (ADJ, CITIES, COUNTRIES, FIRST, LAST, NOUN, PATTERNS, PRODUCT,
-                                       SCHEMAS, VOCAB)
+from sqltune.data.synthetic.schemas import (ADJ, CITIES, COUNTRIES, FIRST, LAST, NOUN, PATTERNS, PRODUCT_ITEMS,
+                                            PRODUCT_KINDS, SCHEMAS, VOCAB)
 
 NULL_RATE = 0.08  # share of NULLs in a column marked with `?`
 FK_COVERAGE = 0.85  # share of parent rows that children point at (so anti-joins find rows)
+
+Row = dict[str, Any]  # column name -> value: str, int, float or None (NULL)
+ValueMaker = Callable[[random.Random, Row], Any]  # (rng, the row made so far) -> a value
 
 
 @dataclass
@@ -60,30 +67,40 @@ class Table:
     columns: list[Column]
 
     @property
+    def plural(self) -> str:
+        """How a question names the rows: order_items -> "order items"."""
+        return self.name.replace("_", " ")
+
+    @property
     def pk(self) -> Column:
         return self.columns[0]
 
     @property
     def label(self) -> Column:
         """The column that names a row; the primary key when nothing better exists."""
-        return next((c for c in self.columns if c.role == "label"), self.pk)
+        return next((column for column in self.columns if column.role == "label"), self.pk)
 
 
 @dataclass(eq=False)  # compared and hashed by identity: one cached Domain per name
 class Domain:
     name: str
     tables: dict[str, Table]
-    rows: dict[str, list[dict]]  # table name -> rows as {column: value}
-    by_pk: dict[str, dict[int, dict]] = field(default_factory=dict)
+    rows: dict[str, list[Row]]  # table name -> rows
+    by_pk: dict[str, dict[int, Row]] = field(default_factory=dict)
     ddl: dict[str, str] = field(default_factory=dict)  # table name -> full CREATE TABLE
-    _values: dict[tuple[str, str], list] = field(default_factory=dict)
+    _values: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
 
-    def values(self, table: str, column: str) -> list:
+    def values(self, table: str, column: str) -> list[Any]:
         """Sorted distinct non-NULL values of one column."""
         key = table, column
         if key not in self._values:
-            self._values[key] = sorted({r[column] for r in self.rows[table] if r[column] is not None})
+            self._values[key] = sorted({row[column] for row in self.rows[table] if row[column] is not None})
         return self._values[key]
+
+    def parent(self, row: Row, fk: Column) -> Row:
+        """The row that `row`'s foreign key `fk` points at."""
+        return self.by_pk[fk.gen][row[fk.name]]
+
 
 ROLES = {"pk", "fk", "label", "cat", "num", "date", "-"}
 HEADER = re.compile(r"(\w+) \(([\w ]+), (\d+)\): (.*)")
@@ -92,27 +109,31 @@ HEADER = re.compile(r"(\w+) \(([\w ]+), (\d+)\): (.*)")
 def parse_schema(spec: str) -> dict[str, Table]:
     """Turn one domain's schema text into tables, checking roles, generators and fks."""
     tables: dict[str, Table] = {}
-    for para in re.sub(r"\n\s+", " ", spec.strip()).splitlines():
-        m = HEADER.fullmatch(para.strip())
-        if not m:
-            raise ValueError(f"bad table line: {para!r}")
-        columns = []
-        for item in m[4].split(","):
-            name, role, *gen = item.split()
-            if role not in ROLES or len(gen) > 1:
-                raise ValueError(f"bad column {item.strip()!r} in table {m[1]}")
-            gen = gen[0] if gen else ""
-            nullable = gen.endswith("?")
-            col = Column(name, role, gen.rstrip("?"), nullable, sql_type(role, gen.rstrip("?")))
-            if role == "fk":
-                if col.gen not in tables:
-                    raise ValueError(f"{m[1]}.{name}: unknown parent table {col.gen!r}")
-                col.ref = f"{col.gen}({tables[col.gen].pk.name})"
-            columns.append(col)
+    for paragraph in re.sub(r"\n\s+", " ", spec.strip()).splitlines():
+        header = HEADER.fullmatch(paragraph.strip())
+        if not header:
+            raise ValueError(f"bad table line: {paragraph!r}")
+        name, singular, n_rows, items = header.groups()
+        columns = [parse_column(item, name, tables) for item in items.split(",")]
         if columns[0].role != "pk":
-            raise ValueError(f"{m[1]}: the first column must be the primary key")
-        tables[m[1]] = Table(m[1], m[2], int(m[3]), columns)
+            raise ValueError(f"{name}: the first column must be the primary key")
+        tables[name] = Table(name, singular, int(n_rows), columns)
     return tables
+
+
+def parse_column(item: str, table: str, tables: dict[str, Table]) -> Column:
+    """One `name role generator?` item; a fk's parent must be one of the `tables` before it."""
+    name, role, *gens = item.split()
+    if role not in ROLES or len(gens) > 1:
+        raise ValueError(f"bad column {item.strip()!r} in table {table}")
+    spec = gens[0] if gens else ""
+    gen = spec.rstrip("?")
+    column = Column(name, role, gen, spec.endswith("?"), sql_type(role, gen))
+    if role == "fk":
+        if gen not in tables:
+            raise ValueError(f"{table}.{name}: unknown parent table {gen!r}")
+        column.ref = f"{gen}({tables[gen].pk.name})"
+    return column
 
 
 def sql_type(role: str, gen: str) -> str:
@@ -128,43 +149,50 @@ def sql_type(role: str, gen: str) -> str:
     raise ValueError(f"unknown value generator {gen!r}")
 
 
-def _city(rng, row):
-    row["_city"], row["_country"] = rng.choice(CITIES)
-    return row["_city"]
+# ---- value generators ---------------------------------------------------------------------
+
+def _city(rng: random.Random, row: Row) -> str:
+    """A city; it and its country stay in the row as hints, so later columns agree with it."""
+    city, country = rng.choice(CITIES)
+    row["_city"], row["_country"] = city, country
+    return city
 
 
-def _person(rng, row):
-    row["_person"] = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
-    return row["_person"]
+def _person(rng: random.Random, row: Row) -> str:
+    """A full name; kept as a hint so that an `email` column later in the row matches it."""
+    person = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+    row["_person"] = person
+    return person
 
 
-def _email(rng, row):
+def _email(rng: random.Random, row: Row) -> str:
     name = row.get("_person") or f"{rng.choice(FIRST)} {rng.choice(LAST)}"
     host = rng.choice(["gmail.com", "outlook.com", "yahoo.com", "proton.me", "mail.com"])
     return f"{name.lower().replace(' ', '.')}{rng.randint(1, 99)}@{host}"
 
 
-FIELDS = {  # the {fields} a PATTERNS entry may use
+FIELDS: dict[str, ValueMaker] = {  # the {fields} a PATTERNS entry may use
     "city": lambda rng, row: row.get("_city") or _city(rng, row),
     "first": lambda rng, row: rng.choice(FIRST),
     "last": lambda rng, row: rng.choice(LAST),
     "adj": lambda rng, row: rng.choice(ADJ),
     "noun": lambda rng, row: rng.choice(NOUN),
-    "item": lambda rng, row: rng.choice(PRODUCT[1]),
-    "kind": lambda rng, row: rng.choice(PRODUCT[0]),
+    "item": lambda rng, row: rng.choice(PRODUCT_ITEMS),
+    "kind": lambda rng, row: rng.choice(PRODUCT_KINDS),
     "brand": lambda rng, row: rng.choice(VOCAB["cinema_brand"]),
     "n": lambda rng, row: rng.randint(1, 250),
 }
 
 
-def _pattern(name: str):
-    def make(rng, row):
+def _pattern(name: str) -> ValueMaker:
+    """A generator filling one of the PATTERNS[name] at random."""
+    def make(rng: random.Random, row: Row) -> str:
         pattern = rng.choice(PATTERNS[name])
-        return pattern.format(**{f: FIELDS[f](rng, row) for f in re.findall(r"{(\w+)}", pattern)})
+        return pattern.format(**{key: FIELDS[key](rng, row) for key in re.findall(r"{(\w+)}", pattern)})
     return make
 
 
-GENERATORS = {  # name -> f(rng, row); `row` holds the columns made so far, plus _hints
+GENERATORS: dict[str, ValueMaker] = {  # `row` holds the columns made so far, plus _hints (_city, _person)
     "person": _person,
     "email": _email,
     "city": _city,
@@ -180,7 +208,7 @@ GENERATORS = {  # name -> f(rng, row); `row` holds the columns made so far, plus
 }
 
 
-def make_value(gen: str, rng: random.Random, row: dict):
+def make_value(gen: str, rng: random.Random, row: Row) -> Any:
     """One value from a generator spec: a GENERATORS name, a VOCAB list, a/b/c, or head:args."""
     head, *args = gen.split(":")
     if head in GENERATORS:
@@ -208,32 +236,35 @@ def make_value(gen: str, rng: random.Random, row: dict):
     raise ValueError(f"unknown value generator {gen!r}")
 
 
-def make_rows(tables: dict[str, Table], rng: random.Random) -> dict[str, list[dict]]:
+# ---- rows ---------------------------------------------------------------------------------
+
+def make_rows(tables: dict[str, Table], rng: random.Random) -> dict[str, list[Row]]:
     """Fill tables in order; labels are unique where the generator allows it."""
-    rows: dict[str, list[dict]] = {}
-    for t in tables.values():
-        parents = {c.name: _fk_targets(rows[c.gen], tables[c.gen], rng) for c in t.columns if c.role == "fk"}
-        labels: set = set()
-        out = []
-        for i in range(1, t.n_rows + 1):
-            row: dict = {}
-            for c in t.columns:
-                if c.role == "pk":
-                    row[c.name] = i
-                elif c.role == "fk":
-                    row[c.name] = _pick_parent(rng, parents[c.name], row, t, c)
-                elif c.nullable and rng.random() < NULL_RATE:
-                    row[c.name] = None
-                elif c.role == "label":
-                    row[c.name] = _unique(c.gen, rng, row, labels)
+    rows: dict[str, list[Row]] = {}
+    for table in tables.values():
+        parents = {column.name: _fk_targets(rows[column.gen], tables[column.gen], rng)
+                   for column in table.columns if column.role == "fk"}
+        labels: set[Any] = set()
+        made = []
+        for row_id in range(1, table.n_rows + 1):
+            row: Row = {}
+            for column in table.columns:
+                if column.role == "pk":
+                    row[column.name] = row_id
+                elif column.role == "fk":
+                    row[column.name] = _pick_parent(rng, parents[column.name], row, table, column)
+                elif column.nullable and rng.random() < NULL_RATE:
+                    row[column.name] = None
+                elif column.role == "label":
+                    row[column.name] = _unique(column.gen, rng, row, labels)
                 else:
-                    row[c.name] = make_value(c.gen, rng, row)
-            out.append({k: v for k, v in row.items() if not k.startswith("_")})
-        rows[t.name] = out
+                    row[column.name] = make_value(column.gen, rng, row)
+            made.append({key: value for key, value in row.items() if not key.startswith("_")})
+        rows[table.name] = made
     return rows
 
 
-def _unique(gen: str, rng: random.Random, row: dict, seen: set, tries: int = 30):
+def _unique(gen: str, rng: random.Random, row: Row, seen: set[Any], tries: int = 30) -> Any:
     """A value not in `seen`, if `tries` draws find one (a short word list may repeat)."""
     for _ in range(tries):
         value = make_value(gen, rng, row)
@@ -243,30 +274,33 @@ def _unique(gen: str, rng: random.Random, row: dict, seen: set, tries: int = 30)
     return value
 
 
-def _fk_targets(parent_rows: list[dict], parent: Table, rng: random.Random) -> list[int]:
+def _fk_targets(parent_rows: list[Row], parent: Table, rng: random.Random) -> list[int]:
     """The parent ids children may point at: all but 1 - FK_COVERAGE of them."""
-    ids = [r[parent.pk.name] for r in parent_rows]
+    ids = [row[parent.pk.name] for row in parent_rows]
     return rng.sample(ids, max(1, round(len(ids) * FK_COVERAGE)))
 
 
-def _pick_parent(rng, targets, row, table, col):
+def _pick_parent(rng: random.Random, targets: list[int], row: Row, table: Table, fk: Column) -> int:
     """A parent id; a second fk to the same parent (home/away team) gets a different one."""
-    taken = {row[c.name] for c in table.columns if c.role == "fk" and c.gen == col.gen and c.name in row}
+    taken = {row[other.name] for other in table.columns
+             if other.role == "fk" and other.gen == fk.gen and other.name in row}
     choice = rng.choice(targets)
     while choice in taken and len(targets) > len(taken):
         choice = rng.choice(targets)
     return choice
 
 
+# ---- CREATE TABLE text and SQLite files ---------------------------------------------------
+
 def create_table(table: Table, keep: set[str] | None = None) -> str:
     """CREATE TABLE text; with `keep`, only the primary key and those columns."""
     parts = []
-    for c in table.columns:
-        if keep is not None and c.role != "pk" and c.name not in keep:
+    for column in table.columns:
+        if keep is not None and column.role != "pk" and column.name not in keep:
             continue
-        text = f"{c.name} {c.sql_type}"
-        text += " PRIMARY KEY" if c.role == "pk" else "" if c.nullable else " NOT NULL"
-        text += f" REFERENCES {c.ref}" if c.ref else ""
+        text = f"{column.name} {column.sql_type}"
+        text += " PRIMARY KEY" if column.role == "pk" else "" if column.nullable else " NOT NULL"
+        text += f" REFERENCES {column.ref}" if column.ref else ""
         parts.append(text)
     return f"CREATE TABLE {table.name} ({', '.join(parts)});"
 
@@ -276,9 +310,9 @@ def load_domain(name: str) -> Domain:
     """Parse a domain's schema and make its rows (cached: the same for every caller)."""
     tables = parse_schema(SCHEMAS[name])
     domain = Domain(name, tables, make_rows(tables, random.Random(f"sqltune-{name}")))
-    for t in tables.values():
-        domain.by_pk[t.name] = {r[t.pk.name]: r for r in domain.rows[t.name]}
-        domain.ddl[t.name] = create_table(t)
+    for table in tables.values():
+        domain.by_pk[table.name] = {row[table.pk.name]: row for row in domain.rows[table.name]}
+        domain.ddl[table.name] = create_table(table)
     return domain
 
 
@@ -291,9 +325,9 @@ def write_database(domain: Domain, db_dir: Path) -> Path:
     """
     path = db_dir / f"{domain.name}.sqlite"
     digest = hashlib.sha256()
-    for t in domain.tables.values():
-        digest.update(domain.ddl[t.name].encode())
-        digest.update(repr([tuple(r.values()) for r in domain.rows[t.name]]).encode())
+    for table in domain.tables.values():
+        digest.update(domain.ddl[table.name].encode())
+        digest.update(repr(_records(domain, table)).encode())
     version = int(digest.hexdigest()[:7], 16)
     if path.exists() and _user_version(path) == version:
         return path
@@ -301,11 +335,10 @@ def write_database(domain: Domain, db_dir: Path) -> Path:
     os.close(fd)
     try:
         with closing(sqlite3.connect(tmp)) as con:
-            for t in domain.tables.values():
-                con.execute(domain.ddl[t.name])
-                marks = ", ".join("?" * len(t.columns))
-                con.executemany(f"INSERT INTO {t.name} VALUES ({marks})",
-                                [tuple(r.values()) for r in domain.rows[t.name]])
+            for table in domain.tables.values():
+                con.execute(domain.ddl[table.name])
+                marks = ", ".join("?" * len(table.columns))
+                con.executemany(f"INSERT INTO {table.name} VALUES ({marks})", _records(domain, table))
             con.execute(f"PRAGMA user_version = {version}")
             con.commit()
         os.replace(tmp, path)
@@ -315,9 +348,15 @@ def write_database(domain: Domain, db_dir: Path) -> Path:
     return path
 
 
+def _records(domain: Domain, table: Table) -> list[tuple[Any, ...]]:
+    """A table's rows as tuples in column order, as SQLite takes them."""
+    return [tuple(row.values()) for row in domain.rows[table.name]]
+
+
 def _user_version(path: Path) -> int | None:
     try:
         with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
-            return con.execute("PRAGMA user_version").fetchone()[0]
+            version: int = con.execute("PRAGMA user_version").fetchone()[0]
+            return version
     except sqlite3.DatabaseError:  # not a database (a damaged or foreign file): rebuild it
         return None

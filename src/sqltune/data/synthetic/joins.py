@@ -1,242 +1,308 @@
 """Question templates over two and three tables, following the domain's foreign keys.
 
-An edge (C, fk, P) is "each C row points at a P row". The fk's name says the relation:
-orders.customer_id reads "customer", flights.origin_airport_id reads "origin airport",
-so "flights whose origin airport's city is Lyon". A chain A -> B -> C follows two edges;
-a bridge A <- M -> B is a table with two fks (enrollments: student, course). As in
-conditions.py, conditions are built from an anchor row so the answer is not empty; the
-anti-joins (NOT IN, EXCEPT) find rows because domains.py leaves ~15% of every parent
-table without children.
+An `Edge` (child, fk, parent) is "each child row points at a parent row". The fk's name
+says the relation: orders.customer_id reads "customer", flights.origin_airport_id reads
+"origin airport", so "flights whose origin airport's city is Lyon". A `Chain` A -> B -> C
+follows two edges; a `Bridge` A <- M -> B is a table with two fks (enrollments: student,
+course). As in conditions.py, conditions are built from an anchor row so the answer is not
+empty; the anti-joins (NOT IN, EXCEPT) find rows because domains.py leaves ~15% of every
+parent table without children.
 """
 
+from __future__ import annotations
+
+import random
 from collections import Counter
 from functools import cache
+from typing import NamedTuple
 
-from sqltune.data.synthetic.domains import Domain
-from sqltune.data.synthetic.conditions import (AGGREGATES, a, aggregate_for, bare, below_max, columns, condition,
-                                          nouns, of, owned, phrase, plural, relative, where)
+from sqltune.data.synthetic.conditions import (AGGREGATES, Cond, Made, aggregate_for, anchor_row, below_max,
+                                               columns, condition, phrase, plural, possessive, qualified,
+                                               relative, strip_owner, where, with_article)
+from sqltune.data.synthetic.domains import Column, Domain, Table
+
+
+class Edge(NamedTuple):
+    """Each `child` row points at a `parent` row through the foreign key `fk`."""
+    child: Table
+    fk: Column
+    parent: Table
+
+
+class Chain(NamedTuple):
+    """A -> B -> C: `first` goes from A to B, `second` from B to C."""
+    first: Edge
+    second: Edge
+
+
+class Bridge(NamedTuple):
+    """A <- M -> B: two edges out of the same table M, `left` to A and `right` to B."""
+    left: Edge
+    right: Edge
+
+
+class Links(NamedTuple):
+    edges: list[Edge]
+    chains: list[Chain]
+    bridges: list[Bridge]
+
+
+class ParentFilter(NamedTuple):
+    """An edge and a condition on its parent (alias T2) that some child row meets."""
+    edge: Edge
+    cond: Cond
+    owner: str  # the fk's phrase: "customer", "origin airport"
+    rel: str  # the condition said from the child: "whose customer's city is Lyon"
 
 
 @cache
-def links(dom: Domain) -> dict[str, list[tuple]]:
-    """Foreign-key paths: edges (C, fk, P), chains A->B->C and bridges A<-M->B."""
-    edges = [(t, c, dom.tables[c.gen]) for t in dom.tables.values() for c in columns(t, "fk")]
-    chains = [(a1, f1, b, f2, c) for a1, f1, b in edges for b2, f2, c in edges if b2 is b]
-    bridges = [(m, fa, x, fb, y) for m, fa, x in edges for m2, fb, y in edges
-               if m2 is m and fa is not fb]
-    assert edges, f"domain {dom.name} has no foreign keys"
-    return {"edges": edges, "chains": chains, "bridges": bridges}
+def links(domain: Domain) -> Links:
+    """The domain's foreign-key paths: every edge, chain and bridge."""
+    edges = [Edge(table, fk, domain.tables[fk.gen]) for table in domain.tables.values() for fk in columns(table, "fk")]
+    assert edges, f"domain {domain.name} has no foreign keys"
+    chains = [Chain(first, second) for first in edges for second in edges if second.child is first.parent]
+    bridges = [Bridge(left, right) for left in edges for right in edges
+               if right.child is left.child and left.fk is not right.fk]
+    return Links(edges, chains, bridges)
 
 
-def _edge(rng, dom):
-    return rng.choice(links(dom)["edges"])
+def _join(edge: Edge) -> str:
+    """The FROM clause of an edge: child AS T1 JOIN parent AS T2."""
+    return f"{edge.child.name} AS T1 JOIN {edge.parent.name} AS T2 ON T1.{edge.fk.name} = T2.{edge.parent.pk.name}"
 
 
-def _on(c, fk, p, a1="T1", a2="T2"):
-    return f"{c.name} AS {a1} JOIN {p.name} AS {a2} ON {a1}.{fk.name} = {a2}.{p.pk.name}"
+def _join_third(alias: str, edge: Edge) -> str:
+    """A third table, the edge's parent as T3, joined on the table aliased `alias`."""
+    return f" JOIN {edge.parent.name} AS T3 ON {alias}.{edge.fk.name} = T3.{edge.parent.pk.name}"
 
 
-def _owners(fk, p, c, rel):
+def _whose(owner: str, cond: Cond) -> str:
+    """'a customer whose city is Lyon', for a condition on the row an fk points at."""
+    return f"{with_article(owner)} whose {strip_owner(owner, cond.subject)} {cond.pred}"
+
+
+def _owners(edge: Edge, rel: str) -> str:
     """'customers that have an order ...' or 'airports that are the origin airport of a flight ...'."""
-    if phrase(fk) == p.singular:
-        return f"{nouns(p)[0]} that have {a(c.singular)} {rel}"
-    return f"{nouns(p)[0]} that are the {phrase(fk)} of {a(c.singular)} {rel}"
+    if phrase(edge.fk) == edge.parent.singular:
+        return f"{edge.parent.plural} that have {with_article(edge.child.singular)} {rel}"
+    return f"{edge.parent.plural} that are the {phrase(edge.fk)} of {with_article(edge.child.singular)} {rel}"
 
 
-def _parent_filter(rng, dom):
-    """A child->parent edge and a WHERE on the parent (alias T2) that some child row satisfies:
-    (child, fk, parent, sql, fk phrase, relative clause, predicate, column phrase), or None."""
-    c, fk, p = _edge(rng, dom)
-    row = rng.choice(dom.rows[c.name])
-    made = condition(rng, dom, p, dom.by_pk[p.name][row[fk.name]], alias="T2")
-    if not made:
+def _parent_filter(rng: random.Random, domain: Domain) -> ParentFilter | None:
+    """A random edge and a condition on the parent of one of its child rows."""
+    edge = rng.choice(links(domain).edges)
+    row = anchor_row(rng, domain, edge.child)
+    cond = condition(rng, domain, edge.parent, domain.parent(row, edge.fk), alias="T2")
+    if not cond:
         return None
-    sql, col, pred, _ = made
-    fp = phrase(fk)
-    return c, fk, p, sql, fp, relative(rng, owned(fp, col), pred), pred, col
+    owner = phrase(edge.fk)
+    return ParentFilter(edge, cond, owner, relative(rng, possessive(owner, cond.subject), cond.pred))
 
 
-def join_filter(rng, dom):
+def join_filter(rng: random.Random, domain: Domain) -> Made | None:
     """Child rows filtered on their parent: a 2-table join with WHERE."""
-    made = _parent_filter(rng, dom)
-    if not made:
+    found = _parent_filter(rng, domain)
+    if not found:
         return None
-    c, fk, p, sql, fp, rel, pred, col = made
-    what, pl = plural(phrase(c.label)), nouns(c)[0]
-    q = rng.choice([f"List the {what} of {pl} {rel}.", f"Show me the {what} of all {pl} {rel}.",
-                    f"Which {pl} have {a(fp)} whose {bare(fp, col)} {pred}? Give their {what}."])
-    return q, f"SELECT T1.{c.label.name} FROM {_on(c, fk, p)} WHERE {sql}", [c.name, p.name]
+    child, parent = found.edge.child, found.edge.parent
+    what, rows = plural(phrase(child.label)), child.plural
+    question = rng.choice([f"List the {what} of {rows} {found.rel}.", f"Show me the {what} of all {rows} {found.rel}.",
+                           f"Which {rows} have {_whose(found.owner, found.cond)}? Give their {what}."])
+    sql = f"SELECT T1.{child.label.name} FROM {_join(found.edge)} WHERE {found.cond.sql}"
+    return Made(question, sql, [child.name, parent.name])
 
 
-def join_show(rng, dom):
+def join_show(rng: random.Random, domain: Domain) -> Made | None:
     """Child rows with a column of their parent."""
-    c, fk, p = _edge(rng, dom)
-    made = where(rng, dom, c, rng.choice(dom.rows[c.name]), alias="T1")
-    if not made:
+    edge = rng.choice(links(domain).edges)
+    child, parent = edge.child, edge.parent
+    found = where(rng, domain, child, anchor_row(rng, domain, child), alias="T1")
+    if not found:
         return None
-    fp, cl, pl_ = phrase(fk), phrase(c.label), phrase(p.label)
-    q = rng.choice([f"For each {c.singular} {made.rel}, show its {cl} and the {pl_} of its {fp}.",
-                    f"List the {plural(cl)} of {nouns(c)[0]} {made.rel} together with their {owned(fp, pl_)}.",
-                    f"Show the {cl} and {of(fp, pl_)} of every {c.singular} {made.rel}."])
-    sql = f"SELECT T1.{c.label.name}, T2.{p.label.name} FROM {_on(c, fk, p)} WHERE {made.sql}"
-    return q, sql, [c.name, p.name]
+    owner, label, parent_label = phrase(edge.fk), phrase(child.label), phrase(parent.label)
+    question = rng.choice([
+        f"For each {child.singular} {found.rel}, show its {label} and the {parent_label} of its {owner}.",
+        f"List the {plural(label)} of {child.plural} {found.rel} together with their "
+        f"{possessive(owner, parent_label)}.",
+        f"Show the {label} and {qualified(owner, parent_label)} of every {child.singular} {found.rel}."])
+    sql = f"SELECT T1.{child.label.name}, T2.{parent.label.name} FROM {_join(edge)} WHERE {found.sql}"
+    return Made(question, sql, [child.name, parent.name])
 
 
-def join_count(rng, dom):
+def join_count(rng: random.Random, domain: Domain) -> Made | None:
     """Children counted per parent (GROUP BY over a join), or the parent with the most."""
-    c, fk, p = _edge(rng, dom)
-    fp, cpl, pl_ = phrase(fk), nouns(c)[0], phrase(p.label)
-    group = f"FROM {_on(c, fk, p)} GROUP BY T1.{fk.name}"
+    edge = rng.choice(links(domain).edges)
+    child, parent = edge.child, edge.parent
+    owner, rows, parent_label = phrase(edge.fk), child.plural, phrase(parent.label)
+    group = f"FROM {_join(edge)} GROUP BY T1.{edge.fk.name}"
     if rng.random() < 0.35:
-        q = rng.choice([f"Which {fp} has the most {cpl}? Give its {pl_}.",
-                        f"What is the {pl_} of the {fp} with the largest number of {cpl}?"])
-        return q, f"SELECT T2.{p.label.name} {group} ORDER BY COUNT(*) DESC LIMIT 1", [c.name, p.name]
-    q = rng.choice([f"How many {cpl} does each {fp} have? Show the {pl_} and the count.",
-                    f"For every {fp}, list its {pl_} and its number of {cpl}.",
-                    f"Count the {cpl} per {fp}, showing the {owned(fp, pl_)}."])
-    return q, f"SELECT T2.{p.label.name}, COUNT(*) {group}", [c.name, p.name]
+        question = rng.choice([f"Which {owner} has the most {rows}? Give its {parent_label}.",
+                               f"What is the {parent_label} of the {owner} with the largest number of {rows}?"])
+        sql = f"SELECT T2.{parent.label.name} {group} ORDER BY COUNT(*) DESC LIMIT 1"
+        return Made(question, sql, [child.name, parent.name])
+    question = rng.choice([f"How many {rows} does each {owner} have? Show the {parent_label} and the count.",
+                           f"For every {owner}, list its {parent_label} and its number of {rows}.",
+                           f"Count the {rows} per {owner}, showing the {possessive(owner, parent_label)}."])
+    return Made(question, f"SELECT T2.{parent.label.name}, COUNT(*) {group}", [child.name, parent.name])
 
 
-def join_having(rng, dom):
+def join_having(rng: random.Random, domain: Domain) -> Made | None:
     """Parents with more than k children: GROUP BY ... HAVING COUNT(*)."""
-    c, fk, p = _edge(rng, dom)
-    counts = below_max(list(Counter(r[fk.name] for r in dom.rows[c.name]).values()))
+    edge = rng.choice(links(domain).edges)
+    child, parent = edge.child, edge.parent
+    counts = below_max(list(Counter(row[edge.fk.name] for row in domain.rows[child.name]).values()))
     if not counts:
         return None
-    k = rng.choice(counts)
-    fps, cpl, what = plural(phrase(fk)), nouns(c)[0], plural(phrase(p.label))
+    limit = rng.choice(counts)
+    owners, rows, what = plural(phrase(edge.fk)), child.plural, plural(phrase(parent.label))
     if rng.random() < 0.5:
-        q, having = rng.choice([f"Which {fps} have more than {k} {cpl}? List their {what}.",
-                                f"Show the {what} of {fps} with over {k} {cpl}."]), f"> {k}"
+        question = rng.choice([f"Which {owners} have more than {limit} {rows}? List their {what}.",
+                               f"Show the {what} of {owners} with over {limit} {rows}."])
+        having = f"> {limit}"
     else:
-        q, having = f"List the {what} of {fps} that have at least {k + 1} {cpl}.", f">= {k + 1}"
-    sql = f"SELECT T2.{p.label.name} FROM {_on(c, fk, p)} GROUP BY T1.{fk.name} HAVING COUNT(*) {having}"
-    return q, sql, [c.name, p.name]
+        question, having = f"List the {what} of {owners} that have at least {limit + 1} {rows}.", f">= {limit + 1}"
+    sql = f"SELECT T2.{parent.label.name} FROM {_join(edge)} GROUP BY T1.{edge.fk.name} HAVING COUNT(*) {having}"
+    return Made(question, sql, [child.name, parent.name])
 
 
-def join_aggregate(rng, dom):
+def join_aggregate(rng: random.Random, domain: Domain) -> Made | None:
     """An aggregate of a child number per parent, sometimes ranked."""
-    edges = [e for e in links(dom)["edges"] if columns(e[0], "num")]
+    edges = [edge for edge in links(domain).edges if columns(edge.child, "num")]
     if not edges:
         return None
-    c, fk, p = rng.choice(edges)
-    n = rng.choice(columns(c, "num"))
-    fn = aggregate_for(rng, n)
-    fp, np, cpl, pl_, word = phrase(fk), phrase(n), nouns(c)[0], phrase(p.label), rng.choice(AGGREGATES[fn])
-    agg, group = f"{fn}(T1.{n.name})", f"FROM {_on(c, fk, p)} GROUP BY T1.{fk.name}"
+    edge = rng.choice(edges)
+    child, parent = edge.child, edge.parent
+    number = rng.choice(columns(child, "num"))
+    function = aggregate_for(rng, number)
+    owner, said, rows, parent_label = phrase(edge.fk), phrase(number), child.plural, phrase(parent.label)
+    word = rng.choice(AGGREGATES[function])
+    value, group = f"{function}(T1.{number.name})", f"FROM {_join(edge)} GROUP BY T1.{edge.fk.name}"
     if rng.random() < 0.3:
-        k = rng.choice([1, 3, 5])
-        q = (f"Which {fp} has the highest {word} {np} of {cpl}? Give its {pl_}." if k == 1 else
-             f"List the {plural(pl_)} of the {k} {plural(fp)} with the highest {word} {np} of {cpl}.")
-        return q, f"SELECT T2.{p.label.name} {group} ORDER BY {agg} DESC LIMIT {k}", [c.name, p.name]
-    q = rng.choice([f"What is the {word} {np} of {cpl} for each {fp}? Show the {owned(fp, pl_)}.",
-                    f"For each {fp}, give the {pl_} and the {word} {np} of its {cpl}."])
-    return q, f"SELECT T2.{p.label.name}, {agg} {group}", [c.name, p.name]
+        limit = rng.choice([1, 3, 5])
+        question = (f"Which {owner} has the highest {word} {said} of {rows}? Give its {parent_label}."
+                    if limit == 1 else
+                    f"List the {plural(parent_label)} of the {limit} {plural(owner)} with the highest {word} {said} "
+                    f"of {rows}.")
+        sql = f"SELECT T2.{parent.label.name} {group} ORDER BY {value} DESC LIMIT {limit}"
+        return Made(question, sql, [child.name, parent.name])
+    question = rng.choice([
+        f"What is the {word} {said} of {rows} for each {owner}? Show the {possessive(owner, parent_label)}.",
+        f"For each {owner}, give the {parent_label} and the {word} {said} of its {rows}."])
+    return Made(question, f"SELECT T2.{parent.label.name}, {value} {group}", [child.name, parent.name])
 
 
-def join_count_filter(rng, dom):
+def join_count_filter(rng: random.Random, domain: Domain) -> Made | None:
     """COUNT(*) over a join filtered on the parent."""
-    made = _parent_filter(rng, dom)
-    if not made:
+    found = _parent_filter(rng, domain)
+    if not found:
         return None
-    c, fk, p, sql, fp, rel, pred, col = made
-    cpl = nouns(c)[0]
-    q = rng.choice([f"How many {cpl} have {a(fp)} whose {bare(fp, col)} {pred}?", f"Count the {cpl} {rel}.",
-                    f"What is the number of {cpl} {rel}?"])
-    return q, f"SELECT COUNT(*) FROM {_on(c, fk, p)} WHERE {sql}", [c.name, p.name]
+    rows = found.edge.child.plural
+    question = rng.choice([f"How many {rows} have {_whose(found.owner, found.cond)}?", f"Count the {rows} {found.rel}.",
+                           f"What is the number of {rows} {found.rel}?"])
+    sql = f"SELECT COUNT(*) FROM {_join(found.edge)} WHERE {found.cond.sql}"
+    return Made(question, sql, [found.edge.child.name, found.edge.parent.name])
 
 
-def subquery_in(rng, dom):
+def subquery_in(rng: random.Random, domain: Domain) -> Made | None:
     """Parents having a child that matches: WHERE pk IN (SELECT fk ...)."""
-    c, fk, p = _edge(rng, dom)
-    made = where(rng, dom, c, rng.choice(dom.rows[c.name]))
-    if not made:
+    edge = rng.choice(links(domain).edges)
+    child, parent = edge.child, edge.parent
+    found = where(rng, domain, child, anchor_row(rng, domain, child))
+    if not found:
         return None
-    what = plural(phrase(p.label))
-    owners = _owners(fk, p, c, made.rel)
-    q = rng.choice([f"List the {what} of {owners}.", f"Show the {what} of all {owners}.",
-                    f"Find {owners}, and give their {what}."])
-    sql = (f"SELECT {p.label.name} FROM {p.name} WHERE {p.pk.name} IN "
-           f"(SELECT {fk.name} FROM {c.name} WHERE {made.sql})")
-    return q, sql, [p.name, c.name]
+    what, owners = plural(phrase(parent.label)), _owners(edge, found.rel)
+    question = rng.choice([f"List the {what} of {owners}.", f"Show the {what} of all {owners}.",
+                           f"Find {owners}, and give their {what}."])
+    sql = (f"SELECT {parent.label.name} FROM {parent.name} WHERE {parent.pk.name} IN "
+           f"(SELECT {edge.fk.name} FROM {child.name} WHERE {found.sql})")
+    return Made(question, sql, [parent.name, child.name])
 
 
-def anti_join(rng, dom):
+def anti_join(rng: random.Random, domain: Domain) -> Made | None:
     """Parents without children, as NOT IN or as EXCEPT."""
-    c, fk, p = _edge(rng, dom)
-    fp, what, ppl, cpl = phrase(fk), plural(phrase(p.label)), nouns(p)[0], nouns(c)[0]
+    edge = rng.choice(links(domain).edges)
+    child, parent = edge.child, edge.parent
+    owner, what, parents, rows = phrase(edge.fk), plural(phrase(parent.label)), parent.plural, child.plural
     if rng.random() < 0.5:
-        if fp == p.singular:
-            q = rng.choice([f"Which {ppl} have no {cpl}? List their {what}.",
-                            f"List the {what} of {ppl} that do not have any {cpl}."])
+        if owner == parent.singular:
+            question = rng.choice([f"Which {parents} have no {rows}? List their {what}.",
+                                   f"List the {what} of {parents} that do not have any {rows}."])
         else:
-            q = f"List the {what} of {ppl} that are never the {fp} of any {c.singular}."
-        sql = f"SELECT {p.label.name} FROM {p.name} WHERE {p.pk.name} NOT IN (SELECT {fk.name} FROM {c.name})"
-        return q, sql, [p.name, c.name]
-    made = where(rng, dom, c, rng.choice(dom.rows[c.name]), alias="T1")
-    if not made:
+            question = f"List the {what} of {parents} that are never the {owner} of any {child.singular}."
+        sql = (f"SELECT {parent.label.name} FROM {parent.name} "
+               f"WHERE {parent.pk.name} NOT IN (SELECT {edge.fk.name} FROM {child.name})")
+        return Made(question, sql, [parent.name, child.name])
+    found = where(rng, domain, child, anchor_row(rng, domain, child), alias="T1")
+    if not found:
         return None
-    role = f"have no {c.singular}" if fp == p.singular else f"are not the {fp} of any {c.singular}"
-    q = rng.choice([f"List the {what} of {ppl} that {role} {made.rel}.",
-                    f"Which {ppl} {role} {made.rel}? Give their {what}."])
-    sql = (f"SELECT {p.label.name} FROM {p.name} EXCEPT SELECT T2.{p.label.name} "
-           f"FROM {_on(c, fk, p)} WHERE {made.sql}")
-    return q, sql, [p.name, c.name]
+    role = f"have no {child.singular}" if owner == parent.singular else f"are not the {owner} of any {child.singular}"
+    question = rng.choice([f"List the {what} of {parents} that {role} {found.rel}.",
+                           f"Which {parents} {role} {found.rel}? Give their {what}."])
+    sql = (f"SELECT {parent.label.name} FROM {parent.name} EXCEPT SELECT T2.{parent.label.name} "
+           f"FROM {_join(edge)} WHERE {found.sql}")
+    return Made(question, sql, [parent.name, child.name])
 
 
-def chain(rng, dom):
+def chain(rng: random.Random, domain: Domain) -> Made | None:
     """Three tables A -> B -> C; filter at one end, answer from the other."""
-    chains = links(dom)["chains"]
+    chains = links(domain).chains
     if not chains:
         return None
-    ta, f1, tb, f2, tc = rng.choice(chains)
-    row_a = rng.choice(dom.rows[ta.name])
-    row_c = dom.by_pk[tc.name][dom.by_pk[tb.name][row_a[f1.name]][f2.name]]
-    joins = f"{_on(ta, f1, tb)} JOIN {tc.name} AS T3 ON T2.{f2.name} = T3.{tc.pk.name}"
-    p1, p2 = phrase(f1), phrase(f2)
+    first, second = rng.choice(chains)
+    start, middle, end = first.child, first.parent, second.parent
+    row = anchor_row(rng, domain, start)
+    tables = [start.name, middle.name, end.name]
+    joins = _join(first) + _join_third("T2", second)
+    owner_first, owner_second = phrase(first.fk), phrase(second.fk)
     if rng.random() < 0.5:
-        made = where(rng, dom, ta, row_a, alias="T1")
-        if not made:
+        found = where(rng, domain, start, row, alias="T1")
+        if not found:
             return None
-        what = plural(phrase(tc.label))
-        via, ends = nouns(tb)[0], f"{nouns(ta)[0]} {made.rel}"
-        q = rng.choice([f"Which {plural(p2)} have {via} with {ends}? Give their {what}.",
-                        f"List the distinct {what} of {plural(p2)} linked through {via} to {ends}."])
-        sql = f"SELECT DISTINCT T3.{tc.label.name} FROM {joins} WHERE {made.sql}"
-        return q, sql, [ta.name, tb.name, tc.name]
-    made = condition(rng, dom, tc, row_c, alias="T3")
-    if not made:
+        what, via, ends = plural(phrase(end.label)), middle.plural, f"{start.plural} {found.rel}"
+        question = rng.choice([
+            f"Which {plural(owner_second)} have {via} with {ends}? Give their {what}.",
+            f"List the distinct {what} of {plural(owner_second)} linked through {via} to {ends}."])
+        return Made(question, f"SELECT DISTINCT T3.{end.label.name} FROM {joins} WHERE {found.sql}", tables)
+    end_row = domain.parent(domain.parent(row, first.fk), second.fk)
+    cond = condition(rng, domain, end, end_row, alias="T3")
+    if not cond:
         return None
-    what, rel = plural(phrase(ta.label)), relative(rng, f"{p1}'s " + owned(p2, made.subject), made.pred)
-    q = rng.choice([f"Show the {what} of {nouns(ta)[0]} {rel}.",
-                    f"List the {what} of {nouns(ta)[0]} whose {p1} belongs to {a(p2)} "
-                    f"whose {bare(p2, made.subject)} {made.pred}."])
-    return q, f"SELECT T1.{ta.label.name} FROM {joins} WHERE {made.sql}", [ta.name, tb.name, tc.name]
+    what = plural(phrase(start.label))
+    rel = relative(rng, f"{owner_first}'s " + possessive(owner_second, cond.subject), cond.pred)
+    question = rng.choice([f"Show the {what} of {start.plural} {rel}.",
+                           f"List the {what} of {start.plural} whose {owner_first} belongs to "
+                           f"{_whose(owner_second, cond)}."])
+    return Made(question, f"SELECT T1.{start.label.name} FROM {joins} WHERE {cond.sql}", tables)
 
 
-def bridge(rng, dom):
+def bridge(rng: random.Random, domain: Domain) -> Made | None:
     """Three tables A <- M -> B: filter on B and answer A, or show both for some M rows."""
-    bridges = links(dom)["bridges"]
+    bridges = links(domain).bridges
     if not bridges:
         return None
-    tm, fa, ta, fb, tb = rng.choice(bridges)
-    row = rng.choice(dom.rows[tm.name])
-    joins = f"{_on(tm, fa, ta)} JOIN {tb.name} AS T3 ON T1.{fb.name} = T3.{tb.pk.name}"
-    pa, pb, al, bl = phrase(fa), phrase(fb), phrase(ta.label), phrase(tb.label)
+    left, right = rng.choice(bridges)
+    middle, table_a, table_b = left.child, left.parent, right.parent
+    row = anchor_row(rng, domain, middle)
+    tables = [middle.name, table_a.name, table_b.name]
+    joins = _join(left) + _join_third("T1", right)
+    owner_a, owner_b, label_a, label_b = phrase(left.fk), phrase(right.fk), phrase(table_a.label), phrase(table_b.label)
     if rng.random() < 0.6:
-        made = condition(rng, dom, tb, dom.by_pk[tb.name][row[fb.name]], alias="T3")
-        if not made:
+        cond = condition(rng, domain, table_b, domain.parent(row, right.fk), alias="T3")
+        if not cond:
             return None
-        rel = relative(rng, owned(pb, made.subject), made.pred)
-        q = rng.choice([f"Which {plural(pa)} have {nouns(tm)[0]} {rel}? List their {plural(al)}.",
-                        f"List the distinct {plural(al)} of {plural(pa)} with {a(tm.singular)} for {a(pb)} "
-                        f"whose {bare(pb, made.subject)} {made.pred}."])
-        sql = f"SELECT DISTINCT T2.{ta.label.name} FROM {joins} WHERE {made.sql}"
-        return q, sql, [tm.name, ta.name, tb.name]
-    made = where(rng, dom, tm, row, alias="T1")
-    if not made:
+        rel = relative(rng, possessive(owner_b, cond.subject), cond.pred)
+        question = rng.choice([
+            f"Which {plural(owner_a)} have {middle.plural} {rel}? List their {plural(label_a)}.",
+            f"List the distinct {plural(label_a)} of {plural(owner_a)} with {with_article(middle.singular)} "
+            f"for {_whose(owner_b, cond)}."])
+        return Made(question, f"SELECT DISTINCT T2.{table_a.label.name} FROM {joins} WHERE {cond.sql}", tables)
+    found = where(rng, domain, middle, row, alias="T1")
+    if not found:
         return None
-    q = rng.choice([f"For each {tm.singular} {made.rel}, show the {owned(pa, al)} and the {owned(pb, bl)}.",
-                    f"List the {of(pa, al)} and {of(pb, bl)} of every {tm.singular} {made.rel}."])
-    sql = f"SELECT T2.{ta.label.name}, T3.{tb.label.name} FROM {joins} WHERE {made.sql}"
-    return q, sql, [tm.name, ta.name, tb.name]
+    question = rng.choice([
+        f"For each {middle.singular} {found.rel}, show the {possessive(owner_a, label_a)} and the "
+        f"{possessive(owner_b, label_b)}.",
+        f"List the {qualified(owner_a, label_a)} and {qualified(owner_b, label_b)} of every {middle.singular} "
+        f"{found.rel}."])
+    sql = f"SELECT T2.{table_a.label.name}, T3.{table_b.label.name} FROM {joins} WHERE {found.sql}"
+    return Made(question, sql, tables)

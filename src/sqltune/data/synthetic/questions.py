@@ -1,224 +1,285 @@
 """Question templates over one table: filters, aggregates, ranking, grouping, subqueries.
 
-Each template takes (rng, domain) and returns (question, gold SQL, tables used), or None
-when the domain has nothing it can use (say, no numeric column). See conditions.py for
+Each template is a `Template`: it takes (rng, domain) and returns a `Made` (question, gold
+SQL, tables used), or None when the domain has nothing it can use. See conditions.py for
 how columns and conditions are put into words.
 """
 
-from sqltune.data.synthetic.conditions import (AGGREGATES, a, aggregate_for, below_max, columns, condition,
-                                          details, lit, listing, nouns, not_null, order_words, phrase,
-                                          pick_table, plural, relative, where)
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from sqltune.data.synthetic.conditions import (AGGREGATES, Made, aggregate_for, anchor_row, below_max, columns,
+                                               condition, details, listing, literal, not_null, order_words,
+                                               phrase, pick_table, plural, relative, tidy, where, with_article)
+from sqltune.data.synthetic.domains import Domain
 
 
-def select_filter(rng, dom):
-    t = pick_table(rng, dom, "label")
-    row = rng.choice(dom.rows[t.name])
-    made = condition(rng, dom, t, row, skip=(t.label,))
-    if not made:
+def select_filter(rng: random.Random, domain: Domain) -> Made | None:
+    """Labels of the rows meeting one condition."""
+    table = pick_table(rng, domain, "label")
+    if table is None:
         return None
-    sql, col, pred, _ = made
-    pl, what = nouns(t)[0], plural(phrase(t.label))
-    rel = relative(rng, col, pred)
-    q = rng.choice([f"List the {what} of {pl} {rel}.", f"What are the {what} of the {pl} {rel}?",
-                    f"Show me the {what} of all {pl} {rel}.", f"Find the {what} of {pl} {rel}.",
-                    f"Which {pl} have {a(col)} that {pred}? Give their {what}."])
-    return q, f"SELECT {t.label.name} FROM {t.name} WHERE {sql}", [t.name]
+    cond = condition(rng, domain, table, anchor_row(rng, domain, table), skip=(table.label,))
+    if not cond:
+        return None
+    rows, what = table.plural, plural(phrase(table.label))
+    rel = relative(rng, cond.subject, cond.pred)
+    question = rng.choice([
+        f"List the {what} of {rows} {rel}.", f"What are the {what} of the {rows} {rel}?",
+        f"Show me the {what} of all {rows} {rel}.", f"Find the {what} of {rows} {rel}.",
+        f"Which {rows} have {with_article(cond.subject)} that {cond.pred}? Give their {what}."])
+    return Made(question, f"SELECT {table.label.name} FROM {table.name} WHERE {cond.sql}", [table.name])
 
 
-def select_columns(rng, dom):
-    t = pick_table(rng, dom, "label")
-    row = rng.choice(dom.rows[t.name])
-    sql, rel = where(rng, dom, t, row)
-    pl = nouns(t)[0]
+def select_columns(rng: random.Random, domain: Domain) -> Made | None:
+    """A few columns, or all of them, of the rows meeting one condition."""
+    table = pick_table(rng, domain, "label")
+    if table is None:
+        return None
+    found = where(rng, domain, table, anchor_row(rng, domain, table))
+    if not found:
+        return None
+    rows, rel = table.plural, found.rel
     if rng.random() < 0.25:
-        q = rng.choice([f"Show all information about {pl} {rel}.", f"Give me every column for {pl} {rel}.",
-                        f"What are the full details of the {pl} {rel}?"])
-        return q, f"SELECT * FROM {t.name} WHERE {sql}", [t.name]
-    cols = [t.label] + details(rng, t)
-    said = listing([phrase(c) for c in cols])
-    q = rng.choice([f"Show the {said} of {pl} {rel}.", f"List the {said} for every {t.singular} {rel}.",
-                    f"For {pl} {rel}, what are their {said}?"])
-    return q, f"SELECT {', '.join(c.name for c in cols)} FROM {t.name} WHERE {sql}", [t.name]
+        question = rng.choice([f"Show all information about {rows} {rel}.", f"Give me every column for {rows} {rel}.",
+                               f"What are the full details of the {rows} {rel}?"])
+        return Made(question, f"SELECT * FROM {table.name} WHERE {found.sql}", [table.name])
+    shown = [table.label] + details(rng, table)
+    said = listing([phrase(column) for column in shown])
+    question = rng.choice([f"Show the {said} of {rows} {rel}.", f"List the {said} for every {table.singular} {rel}.",
+                           f"For {rows} {rel}, what are their {said}?"])
+    sql = f"SELECT {', '.join(column.name for column in shown)} FROM {table.name} WHERE {found.sql}"
+    return Made(question, sql, [table.name])
 
 
-def two_conditions(rng, dom):
-    t = pick_table(rng, dom, "label")
-    row = rng.choice(dom.rows[t.name])
-    first = condition(rng, dom, t, row, skip=(t.label,))
-    second = first and condition(rng, dom, t, row, skip=(t.label, first.column))
+def two_conditions(rng: random.Random, domain: Domain) -> Made | None:
+    """Labels of the rows meeting two conditions, joined by AND or OR."""
+    table = pick_table(rng, domain, "label")
+    if table is None:
+        return None
+    row = anchor_row(rng, domain, table)
+    first = condition(rng, domain, table, row, skip=(table.label,))
+    if not first:
+        return None
+    second = condition(rng, domain, table, row, skip=(table.label, first.column))
     if not second:
         return None
     joiner = "AND" if rng.random() < 0.8 else "OR"
-    what, pl = plural(phrase(t.label)), nouns(t)[0]
+    what, rows = plural(phrase(table.label)), table.plural
     both = (f"{relative(rng, first.subject, first.pred)} {joiner.lower()} "
             f"{'whose ' if joiner == 'OR' else ''}{second.subject} {second.pred}")
-    q = rng.choice([f"List the {what} of {pl} {both}.", f"Which {pl} are there {both}? Show their {what}.",
-                    f"Find the {what} of all {pl} {both}."])
-    return q, f"SELECT {t.label.name} FROM {t.name} WHERE {first.sql} {joiner} {second.sql}", [t.name]
+    question = rng.choice([f"List the {what} of {rows} {both}.", f"Which {rows} are there {both}? Show their {what}.",
+                           f"Find the {what} of all {rows} {both}."])
+    sql = f"SELECT {table.label.name} FROM {table.name} WHERE {first.sql} {joiner} {second.sql}"
+    return Made(question, sql, [table.name])
 
 
-def lookup(rng, dom):
-    t = pick_table(rng, dom, "label")
-    if t.label.role != "label":
+def lookup(rng: random.Random, domain: Domain) -> Made | None:
+    """Some columns of the one row with a given label."""
+    table = pick_table(rng, domain, "label")
+    if table is None:
         return None
-    row = rng.choice(dom.rows[t.name])
-    cols = details(rng, t)
-    said, name = listing([phrase(c) for c in cols]), row[t.label.name]
-    verb = "is" if len(cols) == 1 else "are"
-    q = rng.choice([f"What {verb} the {said} of the {t.singular} whose {phrase(t.label)} is {name}?",
-                    f"Show the {said} for the {t.singular} {name}.",
-                    f"Give me the {said} of the {t.singular} called {name}."])
-    sql = f"SELECT {', '.join(c.name for c in cols)} FROM {t.name} WHERE {t.label.name} = {lit(name)}"
-    return q, sql, [t.name]
+    row = anchor_row(rng, domain, table)
+    shown = details(rng, table)
+    said, name = listing([phrase(column) for column in shown]), row[table.label.name]
+    verb = "is" if len(shown) == 1 else "are"
+    question = rng.choice([
+        f"What {verb} the {said} of the {table.singular} whose {phrase(table.label)} is {name}?",
+        f"Show the {said} for the {table.singular} {name}.",
+        f"Give me the {said} of the {table.singular} called {name}."])
+    sql = (f"SELECT {', '.join(column.name for column in shown)} FROM {table.name} "
+           f"WHERE {table.label.name} = {literal(name)}")
+    return Made(question, sql, [table.name])
 
 
-def count(rng, dom):
-    t = rng.choice(list(dom.tables.values()))
-    pl = nouns(t)[0]
-    made = rng.random() < 0.85 and where(rng, dom, t, rng.choice(dom.rows[t.name]))
-    if not made:
-        q = rng.choice([f"How many {pl} are there?", f"Count all {pl}.", f"What is the total number of {pl}?"])
-        return q, f"SELECT COUNT(*) FROM {t.name}", [t.name]
-    sql, rel = made
-    q = rng.choice([f"How many {pl} {rel} are there?", f"Count the {pl} {rel}.",
-                    f"What is the number of {pl} {rel}?"])
-    return q, f"SELECT COUNT(*) FROM {t.name} WHERE {sql}", [t.name]
+def count(rng: random.Random, domain: Domain) -> Made | None:
+    """COUNT(*) of a table, usually with one condition."""
+    table = rng.choice(list(domain.tables.values()))
+    rows = table.plural
+    found = where(rng, domain, table, anchor_row(rng, domain, table)) if rng.random() < 0.85 else None
+    if not found:
+        question = rng.choice([f"How many {rows} are there?", f"Count all {rows}.",
+                               f"What is the total number of {rows}?"])
+        return Made(question, f"SELECT COUNT(*) FROM {table.name}", [table.name])
+    question = rng.choice([f"How many {rows} {found.rel} are there?", f"Count the {rows} {found.rel}.",
+                           f"What is the number of {rows} {found.rel}?"])
+    return Made(question, f"SELECT COUNT(*) FROM {table.name} WHERE {found.sql}", [table.name])
 
 
-def aggregate(rng, dom):
-    t = pick_table(rng, dom, "num")
-    n = rng.choice(columns(t, "num"))
-    fn = aggregate_for(rng, n)
-    pl, word, np = nouns(t)[0], rng.choice(AGGREGATES[fn]), phrase(n)
-    made = rng.random() < 0.6 and where(rng, dom, t, rng.choice(dom.rows[t.name]), skip=(n,))
-    scope = made.rel if made else rng.choice(["", "in the database", "overall"])
-    filt = f" WHERE {made.sql}" if made else ""
+def aggregate(rng: random.Random, domain: Domain) -> Made | None:
+    """One aggregate of a number (or its minimum and maximum), sometimes over a condition."""
+    table = pick_table(rng, domain, "num")
+    if table is None:
+        return None
+    number = rng.choice(columns(table, "num"))
+    function = aggregate_for(rng, number)
+    rows, word, said = table.plural, rng.choice(AGGREGATES[function]), phrase(number)
+    found = (where(rng, domain, table, anchor_row(rng, domain, table), skip=(number,))
+             if rng.random() < 0.6 else None)
+    scope = found.rel if found else rng.choice(["", "in the database", "overall"])
+    filter_sql = f" WHERE {found.sql}" if found else ""
     if rng.random() < 0.2:
-        q = f"What are the minimum and maximum {np} of {pl} {scope}?".replace(" ?", "?")
-        return q, f"SELECT MIN({n.name}), MAX({n.name}) FROM {t.name}{filt}", [t.name]
-    q = rng.choice([f"What is the {word} {np} of {pl} {scope}?", f"Find the {word} {np} among {pl} {scope}.",
-                    f"Compute the {word} {np} for {pl} {scope}."]).replace(" ?", "?").replace(" .", ".")
-    return q, f"SELECT {fn}({n.name}) FROM {t.name}{filt}", [t.name]
+        question = tidy(f"What are the minimum and maximum {said} of {rows} {scope}?")
+        return Made(question, f"SELECT MIN({number.name}), MAX({number.name}) FROM {table.name}{filter_sql}",
+                    [table.name])
+    question = rng.choice([f"What is the {word} {said} of {rows} {scope}?",
+                           f"Find the {word} {said} among {rows} {scope}.",
+                           f"Compute the {word} {said} for {rows} {scope}."])
+    return Made(tidy(question), f"SELECT {function}({number.name}) FROM {table.name}{filter_sql}", [table.name])
 
 
-def top(rng, dom):
-    t = pick_table(rng, dom, "label", "num")
-    n = rng.choice(columns(t, "num", "date"))
-    desc, k = rng.random() < 0.6, rng.choice([1, 3, 5, 10])
-    best, np, (pl, sg), lp = order_words(n, desc), phrase(n), nouns(t), phrase(t.label)
-    filt = "" if desc else not_null(n)  # ascending, NULLs would come first
-    order = f" ORDER BY {n.name} {'DESC' if desc else 'ASC'} LIMIT {k}"
+def top(rng: random.Random, domain: Domain) -> Made | None:
+    """The rows with the k highest (or lowest) values of a number or date."""
+    table = pick_table(rng, domain, "label", "num")
+    if table is None:
+        return None
+    key = rng.choice(columns(table, "num", "date"))
+    desc = rng.random() < 0.6
+    limit = rng.choice([1, 3, 5, 10])
+    best, said, rows, label = order_words(key, desc), phrase(key), table.plural, phrase(table.label)
+    filter_sql = "" if desc else not_null(key)  # ascending, NULLs would come first
+    order = f" ORDER BY {key.name} {'DESC' if desc else 'ASC'} LIMIT {limit}"
     if rng.random() < 0.3:
-        which = f"the {sg}" if k == 1 else f"the {k} {pl}"
-        q = rng.choice([f"Show the {lp} and {np} of {which} with the {best} {np}.",
-                        f"List the top {k} {pl} by {np} ({best} first), with their {lp} and {np}."])
-        return q, f"SELECT {t.label.name}, {n.name} FROM {t.name}{filt}{order}", [t.name]
-    if k == 1:
-        q = rng.choice([f"Which {sg} has the {best} {np}?",
-                        f"What is the {lp} of the {sg} with the {best} {np}?"])
+        which = f"the {table.singular}" if limit == 1 else f"the {limit} {rows}"
+        question = rng.choice([f"Show the {label} and {said} of {which} with the {best} {said}.",
+                               f"List the top {limit} {rows} by {said} ({best} first), with their {label} and {said}."])
+        sql = f"SELECT {table.label.name}, {key.name} FROM {table.name}{filter_sql}{order}"
+        return Made(question, sql, [table.name])
+    if limit == 1:
+        question = rng.choice([f"Which {table.singular} has the {best} {said}?",
+                               f"What is the {label} of the {table.singular} with the {best} {said}?"])
     else:
-        q = rng.choice([f"Which {k} {pl} have the {best} {np}?",
-                        f"List the {plural(lp)} of the {k} {pl} with the {best} {np}."])
-    return q, f"SELECT {t.label.name} FROM {t.name}{filt}{order}", [t.name]
+        question = rng.choice([f"Which {limit} {rows} have the {best} {said}?",
+                               f"List the {plural(label)} of the {limit} {rows} with the {best} {said}."])
+    return Made(question, f"SELECT {table.label.name} FROM {table.name}{filter_sql}{order}", [table.name])
 
 
-def distinct(rng, dom):
-    t = pick_table(rng, dom, "cat")
-    c = rng.choice(columns(t, "cat"))
-    cp, pl = plural(phrase(c)), nouns(t)[0]
-    made = rng.random() < 0.5 and where(rng, dom, t, rng.choice(dom.rows[t.name]), skip=(c,))
-    rel = made.rel if made else ""
+def distinct(rng: random.Random, domain: Domain) -> Made | None:
+    """The distinct values of a category, or their number, sometimes over a condition."""
+    table = pick_table(rng, domain, "cat")
+    if table is None:
+        return None
+    category = rng.choice(columns(table, "cat"))
+    said, rows = plural(phrase(category)), table.plural
+    found = (where(rng, domain, table, anchor_row(rng, domain, table), skip=(category,))
+             if rng.random() < 0.5 else None)
+    rel = found.rel if found else ""
     if rng.random() < 0.3:
-        q = rng.choice([f"How many different {cp} are there among {pl} {rel}?",
-                        f"Count the distinct {cp} of {pl} {rel}."])
-        sql = f"SELECT COUNT(DISTINCT {c.name}) FROM {t.name}"
+        question = rng.choice([f"How many different {said} are there among {rows} {rel}?",
+                               f"Count the distinct {said} of {rows} {rel}."])
+        sql = f"SELECT COUNT(DISTINCT {category.name}) FROM {table.name}"
     else:
-        q = rng.choice([f"List the distinct {cp} of {pl} {rel}.", f"Which {cp} appear among {pl} {rel}?",
-                        f"Show every {phrase(c)} that occurs among {pl} {rel}, without duplicates."])
-        sql = f"SELECT DISTINCT {c.name} FROM {t.name}"
-    q = q.replace(" .", ".").replace(" ?", "?").replace(" ,", ",")
-    return q, sql + (f" WHERE {made.sql}" if made else ""), [t.name]
+        question = rng.choice([f"List the distinct {said} of {rows} {rel}.", f"Which {said} appear among {rows} {rel}?",
+                               f"Show every {phrase(category)} that occurs among {rows} {rel}, without duplicates."])
+        sql = f"SELECT DISTINCT {category.name} FROM {table.name}"
+    return Made(tidy(question), sql + (f" WHERE {found.sql}" if found else ""), [table.name])
 
 
-def group_count(rng, dom):
-    t = pick_table(rng, dom, "cat")
-    c = rng.choice(columns(t, "cat"))
-    cp, pl = phrase(c), nouns(t)[0]
+def group_count(rng: random.Random, domain: Domain) -> Made | None:
+    """Rows counted per category, or the most (least) common category."""
+    table = pick_table(rng, domain, "cat")
+    if table is None:
+        return None
+    category = rng.choice(columns(table, "cat"))
+    said, rows = phrase(category), table.plural
     if rng.random() < 0.35:
         most = rng.random() < 0.7
-        q = rng.choice([f"Which {cp} has the {'most' if most else 'fewest'} {pl}?",
-                        f"What is the {'most' if most else 'least'} common {cp} among {pl}?"])
-        sql = (f"SELECT {c.name} FROM {t.name}{not_null(c)} GROUP BY {c.name} "
+        question = rng.choice([f"Which {said} has the {'most' if most else 'fewest'} {rows}?",
+                               f"What is the {'most' if most else 'least'} common {said} among {rows}?"])
+        sql = (f"SELECT {category.name} FROM {table.name}{not_null(category)} GROUP BY {category.name} "
                f"ORDER BY COUNT(*) {'DESC' if most else 'ASC'} LIMIT 1")
-        return q, sql, [t.name]
-    q = rng.choice([f"How many {pl} are there for each {cp}?", f"For each {cp}, count the {pl}.",
-                    f"Show the number of {pl} per {cp}."])
-    return q, f"SELECT {c.name}, COUNT(*) FROM {t.name} GROUP BY {c.name}", [t.name]
+        return Made(question, sql, [table.name])
+    question = rng.choice([f"How many {rows} are there for each {said}?", f"For each {said}, count the {rows}.",
+                           f"Show the number of {rows} per {said}."])
+    return Made(question, f"SELECT {category.name}, COUNT(*) FROM {table.name} GROUP BY {category.name}", [table.name])
 
 
-def group_aggregate(rng, dom):
-    t = pick_table(rng, dom, "cat", "num")
-    c, n = rng.choice(columns(t, "cat")), rng.choice(columns(t, "num"))
-    fn = aggregate_for(rng, n)
-    cp, np, pl, word = phrase(c), phrase(n), nouns(t)[0], rng.choice(AGGREGATES[fn])
+def group_aggregate(rng: random.Random, domain: Domain) -> Made | None:
+    """An aggregate of a number per category, or the category where it is highest."""
+    table = pick_table(rng, domain, "cat", "num")
+    if table is None:
+        return None
+    category, number = rng.choice(columns(table, "cat")), rng.choice(columns(table, "num"))
+    function = aggregate_for(rng, number)
+    group, said, rows, word = phrase(category), phrase(number), table.plural, rng.choice(AGGREGATES[function])
     if rng.random() < 0.3:
-        q = f"Which {cp} has the highest {word} {np} among {pl}?"
-        sql = (f"SELECT {c.name} FROM {t.name}{not_null(c)} GROUP BY {c.name} "
-               f"ORDER BY {fn}({n.name}) DESC LIMIT 1")
-        return q, sql, [t.name]
-    q = rng.choice([f"What is the {word} {np} of {pl} for each {cp}?",
-                    f"For each {cp}, show the {word} {np} of {pl}.",
-                    f"Group {pl} by {cp} and give the {word} {np} of each group."])
-    return q, f"SELECT {c.name}, {fn}({n.name}) FROM {t.name} GROUP BY {c.name}", [t.name]
+        question = f"Which {group} has the highest {word} {said} among {rows}?"
+        sql = (f"SELECT {category.name} FROM {table.name}{not_null(category)} GROUP BY {category.name} "
+               f"ORDER BY {function}({number.name}) DESC LIMIT 1")
+        return Made(question, sql, [table.name])
+    question = rng.choice([f"What is the {word} {said} of {rows} for each {group}?",
+                           f"For each {group}, show the {word} {said} of {rows}.",
+                           f"Group {rows} by {group} and give the {word} {said} of each group."])
+    sql = f"SELECT {category.name}, {function}({number.name}) FROM {table.name} GROUP BY {category.name}"
+    return Made(question, sql, [table.name])
 
 
-def group_having(rng, dom):
-    t = pick_table(rng, dom, "cat", "num")
-    c, n = rng.choice(columns(t, "cat")), rng.choice(columns(t, "num"))
-    cp, np, pl = phrase(c), phrase(n), nouns(t)[0]
-    groups: dict = {}
-    for r in dom.rows[t.name]:
-        if r[c.name] is not None:
-            groups.setdefault(r[c.name], []).append(r[n.name])
-    sizes = below_max([len(v) for v in groups.values()])
+def group_having(rng: random.Random, domain: Domain) -> Made | None:
+    """Categories with more than k rows, or with an average above a bound: HAVING."""
+    table = pick_table(rng, domain, "cat", "num")
+    if table is None:
+        return None
+    category, number = rng.choice(columns(table, "cat")), rng.choice(columns(table, "num"))
+    group, said, rows = phrase(category), phrase(number), table.plural
+    groups: dict[Any, list[Any]] = {}
+    for row in domain.rows[table.name]:
+        if row[category.name] is not None:
+            groups.setdefault(row[category.name], []).append(row[number.name])
+    sizes = below_max([len(members) for members in groups.values()])
     if not sizes:
         return None
+    having = f"SELECT {category.name} FROM {table.name} GROUP BY {category.name} HAVING"
     if rng.random() < 0.5:
-        k = rng.choice(sizes)
-        q = rng.choice([f"Which {plural(cp)} have more than {k} {pl}?",
-                        f"List the {plural(cp)} shared by more than {k} {pl}."])
-        return q, f"SELECT {c.name} FROM {t.name} GROUP BY {c.name} HAVING COUNT(*) > {k}", [t.name]
-    means = below_max([sum(x for x in v if x is not None) / max(1, sum(x is not None for x in v))
-                       for v in groups.values()])
+        limit = rng.choice(sizes)
+        question = rng.choice([f"Which {plural(group)} have more than {limit} {rows}?",
+                               f"List the {plural(group)} shared by more than {limit} {rows}."])
+        return Made(question, f"{having} COUNT(*) > {limit}", [table.name])
+    means = below_max([_mean(members) for members in groups.values()])
     if not means:
         return None
     bound = int(rng.choice(means))  # int() rounds down, so the largest group still passes
-    q = rng.choice([f"Which {plural(cp)} have an average {np} above {bound} among {pl}?",
-                    f"List each {cp} whose {pl} have an average {np} greater than {bound}."])
-    return q, f"SELECT {c.name} FROM {t.name} GROUP BY {c.name} HAVING AVG({n.name}) > {bound}", [t.name]
+    question = rng.choice([f"Which {plural(group)} have an average {said} above {bound} among {rows}?",
+                           f"List each {group} whose {rows} have an average {said} greater than {bound}."])
+    return Made(question, f"{having} AVG({number.name}) > {bound}", [table.name])
 
 
-def compare_average(rng, dom):
-    t = pick_table(rng, dom, "label", "num")
-    n = rng.choice(columns(t, "num"))
+def _mean(values: list[Any]) -> float:
+    """The mean of the non-NULL values; 0 when there are none."""
+    present: list[float] = [value for value in values if value is not None]
+    return sum(present) / max(1, len(present))
+
+
+def compare_average(rng: random.Random, domain: Domain) -> Made | None:
+    """Rows whose number is above (or below) the table's average: a scalar subquery."""
+    table = pick_table(rng, domain, "label", "num")
+    if table is None:
+        return None
+    number = rng.choice(columns(table, "num"))
     above = rng.random() < 0.7
-    what, np, pl = plural(phrase(t.label)), phrase(n), nouns(t)[0]
+    what, said, rows = plural(phrase(table.label)), phrase(number), table.plural
     side, op = ("above", ">") if above else ("below", "<")
-    q = rng.choice([f"Which {pl} have {side}-average {np}? List their {what}.",
-                    f"List the {what} of {pl} whose {np} is {'greater' if above else 'less'} "
-                    f"than the average {np}.",
-                    f"Show the {what} of {pl} with {a(side + '-average ' + np)}."])
-    sql = f"SELECT {t.label.name} FROM {t.name} WHERE {n.name} {op} (SELECT AVG({n.name}) FROM {t.name})"
-    return q, sql, [t.name]
+    question = rng.choice([f"Which {rows} have {side}-average {said}? List their {what}.",
+                           f"List the {what} of {rows} whose {said} is {'greater' if above else 'less'} "
+                           f"than the average {said}.",
+                           f"Show the {what} of {rows} with {with_article(side + '-average ' + said)}."])
+    sql = (f"SELECT {table.label.name} FROM {table.name} "
+           f"WHERE {number.name} {op} (SELECT AVG({number.name}) FROM {table.name})")
+    return Made(question, sql, [table.name])
 
 
-def extreme(rng, dom):
-    t = pick_table(rng, dom, "label", "num")
-    n = rng.choice(columns(t, "num"))
-    fn = rng.choice(["MAX", "MIN"])
-    what, np, pl, word = plural(phrase(t.label)), phrase(n), nouns(t)[0], AGGREGATES[fn][-1]
-    q = rng.choice([f"List every {t.singular} whose {np} equals the {word} {np} of all {pl}.",
-                    f"Which {pl} share the {word} {np}? Give their {what}.",
-                    f"Find the {what} of all {pl} whose {np} is the {word} in the table."])
-    sql = f"SELECT {t.label.name} FROM {t.name} WHERE {n.name} = (SELECT {fn}({n.name}) FROM {t.name})"
-    return q, sql, [t.name]
+def extreme(rng: random.Random, domain: Domain) -> Made | None:
+    """Every row sharing the maximum (or minimum) of a number: a scalar subquery."""
+    table = pick_table(rng, domain, "label", "num")
+    if table is None:
+        return None
+    number = rng.choice(columns(table, "num"))
+    function = rng.choice(["MAX", "MIN"])
+    what, said, rows, word = plural(phrase(table.label)), phrase(number), table.plural, AGGREGATES[function][-1]
+    question = rng.choice([f"List every {table.singular} whose {said} equals the {word} {said} of all {rows}.",
+                           f"Which {rows} share the {word} {said}? Give their {what}.",
+                           f"Find the {what} of all {rows} whose {said} is the {word} in the table."])
+    sql = (f"SELECT {table.label.name} FROM {table.name} "
+           f"WHERE {number.name} = (SELECT {function}({number.name}) FROM {table.name})")
+    return Made(question, sql, [table.name])

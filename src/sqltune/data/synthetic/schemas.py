@@ -1,21 +1,25 @@
-"""The data behind sqltune.synthetic: ten database schemas and the word lists their values come from.
+"""The data behind sqltune.data.synthetic: ten database schemas and the word lists their values come from.
 
 The schema language is described in domains.py. Wide tables with contact
 details and flags are deliberate: real schemas are wide, and the whole-domain prompts
 need 200+ words of CREATE TABLE text to reach the "hard" length bucket.
 """
 
-W = lambda s: [w.replace("_", " ") for w in s.split()]  # noqa: E731  "New_York" -> "New York"
-FIRST = W("James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William Sarah "
-          "Thomas Karen Daniel Lisa Matthew Nancy Anthony Emily Andrew Laura Kevin Sofia Lucas "
-          "Emma Noah Olivia Liam Mia Hugo Lea Luca Giulia Yuki Hiro Wei Mei Arjun Priya Omar "
-          "Fatima Ivan Elena Pedro Ana Lars Ingrid Chloe Mateo Amara Kwame")
-LAST = W("Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Wilson "
-         "Anderson Taylor Moore Martin Jackson Lee Thompson White Harris Clark Lewis Walker Hall "
-         "Young King Wright Lopez Hill Scott Green Adams Baker Nelson Carter Mitchell Perez "
-         "Roberts Turner Evans Collins Rossi Bianchi Muller Schmidt Dubois Moreau Tanaka Sato "
-         "Chen Wang Kumar Patel Silva Santos Novak Kowalski Jensen Larsen Okafor Mensah")
-CITIES = [pair.split("/") for pair in W(
+def words(text: str) -> list[str]:
+    """Split a word list on spaces; an underscore joins two words: "New_York Rome" -> ["New York", "Rome"]."""
+    return [word.replace("_", " ") for word in text.split()]
+
+
+FIRST = words("James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William Sarah "
+              "Thomas Karen Daniel Lisa Matthew Nancy Anthony Emily Andrew Laura Kevin Sofia Lucas "
+              "Emma Noah Olivia Liam Mia Hugo Lea Luca Giulia Yuki Hiro Wei Mei Arjun Priya Omar "
+              "Fatima Ivan Elena Pedro Ana Lars Ingrid Chloe Mateo Amara Kwame")
+LAST = words("Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Wilson "
+             "Anderson Taylor Moore Martin Jackson Lee Thompson White Harris Clark Lewis Walker Hall "
+             "Young King Wright Lopez Hill Scott Green Adams Baker Nelson Carter Mitchell Perez "
+             "Roberts Turner Evans Collins Rossi Bianchi Muller Schmidt Dubois Moreau Tanaka Sato "
+             "Chen Wang Kumar Patel Silva Santos Novak Kowalski Jensen Larsen Okafor Mensah")
+CITIES = [pair.split("/") for pair in words(
     "London/United_Kingdom Manchester/United_Kingdom Paris/France Lyon/France Berlin/Germany "
     "Munich/Germany Madrid/Spain Barcelona/Spain Rome/Italy Milan/Italy Amsterdam/Netherlands "
     "Vienna/Austria Prague/Czechia Lisbon/Portugal Dublin/Ireland Stockholm/Sweden Oslo/Norway "
@@ -25,51 +29,51 @@ CITIES = [pair.split("/") for pair in W(
     "Osaka/Japan Seoul/South_Korea Singapore/Singapore Mumbai/India Dubai/United_Arab_Emirates "
     "Cape_Town/South_Africa Sao_Paulo/Brazil Mexico_City/Mexico Buenos_Aires/Argentina")]
 COUNTRIES = sorted({country for _, country in CITIES})
-ADJ = W("Silent Broken Golden Hidden Last Midnight Lost Crimson Endless Electric Frozen Wild "
-        "Distant Burning Secret Quiet Falling Hollow Paper Velvet Silver Bright Northern Little")
-NOUN = W("River Garden Empire Shadow Horizon Kingdom Letter Summer Voyage Machine Harbor Storm "
-         "Mirror Island Echo Forest City Winter Road Ocean Dream Fire Heart Moon")
-PRODUCT = (W("Wireless Compact Ergonomic Smart Portable Classic Deluxe Ultra Organic Stainless "
-             "Vintage Premium Eco Mini Pro Foldable"),
-           W("Headphones Keyboard Mouse Lamp Backpack Kettle Blender Monitor Speaker Watch Camera "
-             "Chair Desk Notebook Bottle Jacket Sneakers Tent Drone Router Toaster Blanket"))
+ADJ = words("Silent Broken Golden Hidden Last Midnight Lost Crimson Endless Electric Frozen Wild "
+            "Distant Burning Secret Quiet Falling Hollow Paper Velvet Silver Bright Northern Little")
+NOUN = words("River Garden Empire Shadow Horizon Kingdom Letter Summer Voyage Machine Harbor Storm "
+             "Mirror Island Echo Forest City Winter Road Ocean Dream Fire Heart Moon")
+PRODUCT_KINDS = words("Wireless Compact Ergonomic Smart Portable Classic Deluxe Ultra Organic Stainless "
+                      "Vintage Premium Eco Mini Pro Foldable")
+PRODUCT_ITEMS = words("Headphones Keyboard Mouse Lamp Backpack Kettle Blender Monitor Speaker Watch Camera "
+                      "Chair Desk Notebook Bottle Jacket Sneakers Tent Drone Router Toaster Blanket")
 VOCAB = {  # generators that pick one word or phrase from a list
-    "subject": W("Mathematics Physics Chemistry Biology History Literature Economics Philosophy "
-                 "Computer_Science Music Geography Psychology"),
-    "course": W("Linear_Algebra Calculus_I Calculus_II Organic_Chemistry Genetics World_History "
-                "Modern_Poetry Microeconomics Ethics Data_Structures Algorithms Music_Theory "
-                "Climate_Science Cognitive_Psychology Statistics Quantum_Mechanics Databases "
-                "Operating_Systems Ancient_Rome Creative_Writing Macroeconomics Cell_Biology "
-                "Thermodynamics Logic Machine_Learning Human_Geography Jazz_History Astronomy"),
-    "specialty": W("Cardiology Neurology Oncology Pediatrics Orthopedics Dermatology Radiology "
-                   "Psychiatry Emergency_Medicine General_Surgery Gastroenterology Urology"),
-    "medication": W("Amoxicillin Ibuprofen Paracetamol Metformin Lisinopril Atorvastatin "
-                    "Omeprazole Amlodipine Salbutamol Sertraline Warfarin Insulin_Glargine "
-                    "Prednisone Levothyroxine Cetirizine Diazepam Azithromycin Losartan"),
-    "airline": W("Lufthansa Air_France British_Airways KLM Iberia Emirates Qatar_Airways "
-                 "Singapore_Airlines Delta United_Airlines Qantas Air_Canada ANA Ryanair easyJet "
-                 "Turkish_Airlines SAS TAP_Air_Portugal"),
-    "aircraft": W("Airbus_A320 Airbus_A321neo Airbus_A330 Airbus_A350 Airbus_A380 Boeing_737-800 "
-                  "Boeing_737_MAX_8 Boeing_777-300ER Boeing_787-9 Embraer_E190 ATR_72 "
-                  "Bombardier_CRJ900"),
-    "job": W("Software_Engineer Data_Analyst Accountant Sales_Manager HR_Specialist Recruiter "
-             "Product_Manager Designer Support_Agent Marketing_Manager Legal_Counsel "
-             "Operations_Manager Financial_Analyst QA_Engineer Office_Manager Account_Executive"),
-    "department": W("Engineering Sales Marketing Finance Human_Resources Legal Operations "
-                    "Customer_Support Research Procurement IT Logistics"),
-    "book_genre": W("fiction mystery fantasy science_fiction biography history romance poetry "
-                    "thriller children travel cooking"),
-    "music_genre": W("rock pop jazz hip-hop electronic classical folk metal soul reggae blues"),
-    "movie_genre": W("drama comedy action thriller horror animation documentary romance "
-                     "science_fiction adventure"),
-    "language": W("English French German Spanish Italian Japanese Korean Portuguese Hindi"),
-    "color": W("black white silver red blue green grey navy pink yellow"),
-    "league": W("Premier_League La_Liga Serie_A Bundesliga Ligue_1 Eredivisie Primeira_Liga "
-                "Super_Lig Scottish_Premiership MLS"),
-    "cinema_brand": W("Odeon Rex Lumiere Grand_Palace Electric Roxy Majestic Regent Starlight Paradiso "
-                "Empire Orpheum"),
-    "branch": W("Central Riverside Northgate Old_Town Harbour Hillside Westfield University "
-                "Eastbrook Market_Square"),
+    "subject": words("Mathematics Physics Chemistry Biology History Literature Economics Philosophy "
+                     "Computer_Science Music Geography Psychology"),
+    "course": words("Linear_Algebra Calculus_I Calculus_II Organic_Chemistry Genetics World_History "
+                    "Modern_Poetry Microeconomics Ethics Data_Structures Algorithms Music_Theory "
+                    "Climate_Science Cognitive_Psychology Statistics Quantum_Mechanics Databases "
+                    "Operating_Systems Ancient_Rome Creative_Writing Macroeconomics Cell_Biology "
+                    "Thermodynamics Logic Machine_Learning Human_Geography Jazz_History Astronomy"),
+    "specialty": words("Cardiology Neurology Oncology Pediatrics Orthopedics Dermatology Radiology "
+                       "Psychiatry Emergency_Medicine General_Surgery Gastroenterology Urology"),
+    "medication": words("Amoxicillin Ibuprofen Paracetamol Metformin Lisinopril Atorvastatin "
+                        "Omeprazole Amlodipine Salbutamol Sertraline Warfarin Insulin_Glargine "
+                        "Prednisone Levothyroxine Cetirizine Diazepam Azithromycin Losartan"),
+    "airline": words("Lufthansa Air_France British_Airways KLM Iberia Emirates Qatar_Airways "
+                     "Singapore_Airlines Delta United_Airlines Qantas Air_Canada ANA Ryanair easyJet "
+                     "Turkish_Airlines SAS TAP_Air_Portugal"),
+    "aircraft": words("Airbus_A320 Airbus_A321neo Airbus_A330 Airbus_A350 Airbus_A380 Boeing_737-800 "
+                      "Boeing_737_MAX_8 Boeing_777-300ER Boeing_787-9 Embraer_E190 ATR_72 "
+                      "Bombardier_CRJ900"),
+    "job": words("Software_Engineer Data_Analyst Accountant Sales_Manager HR_Specialist Recruiter "
+                 "Product_Manager Designer Support_Agent Marketing_Manager Legal_Counsel "
+                 "Operations_Manager Financial_Analyst QA_Engineer Office_Manager Account_Executive"),
+    "department": words("Engineering Sales Marketing Finance Human_Resources Legal Operations "
+                        "Customer_Support Research Procurement IT Logistics"),
+    "book_genre": words("fiction mystery fantasy science_fiction biography history romance poetry "
+                        "thriller children travel cooking"),
+    "music_genre": words("rock pop jazz hip-hop electronic classical folk metal soul reggae blues"),
+    "movie_genre": words("drama comedy action thriller horror animation documentary romance "
+                         "science_fiction adventure"),
+    "language": words("English French German Spanish Italian Japanese Korean Portuguese Hindi"),
+    "color": words("black white silver red blue green grey navy pink yellow"),
+    "league": words("Premier_League La_Liga Serie_A Bundesliga Ligue_1 Eredivisie Primeira_Liga "
+                    "Super_Lig Scottish_Premiership MLS"),
+    "cinema_brand": words("Odeon Rex Lumiere Grand_Palace Electric Roxy Majestic Regent Starlight Paradiso "
+                          "Empire Orpheum"),
+    "branch": words("Central Riverside Northgate Old_Town Harbour Hillside Westfield University "
+                    "Eastbrook Market_Square"),
 }
 
 

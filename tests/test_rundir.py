@@ -1,0 +1,190 @@
+"""The run folder's owner (rundir.py), the user-error types, and commands that start light."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_config, write_config
+from sqltune import cli, rundir, training_args
+from sqltune.errors import CheckpointNotFound
+from sqltune.study import compare
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+# ---- light commands ------------------------------------------------------------------------------
+
+
+def test_compare_and_help_and_config_errors_never_import_torch(tmp_path: Path) -> None:
+    bad = write_config(tmp_path, tiny_config(tmp_path, lora={"r": 0}))
+    code = f"""
+import sys
+import sqltune.study.compare
+from sqltune import cli
+for argv in (["compare", "--help"], ["train", "--help"], ["evaluate", "--help"], ["search", "--help"]):
+    try:
+        cli.main(argv)
+    except SystemExit as e:
+        assert e.code == 0, argv
+assert cli.main(["train", {str(bad)!r}]) == 2
+assert cli.main(["compare", {str(tmp_path / "nothing")!r}, "--output", {str(tmp_path / "report")!r}]) == 2
+heavy = sorted(m for m in ("torch", "transformers", "determined", "datasets") if m in sys.modules)
+print("heavy:", heavy)
+"""
+    out = _python(code)
+    assert out.returncode == 0, out.stderr
+    assert "heavy: []" in out.stdout
+    assert "hyperparameters.lora.r: input should be greater than 0 (got 0)" in out.stderr
+
+
+def test_training_args_snapshot_matches_the_installed_transformers() -> None:
+    """The snapshot that lets config errors skip importing transformers is that version's fields."""
+    import importlib.metadata
+
+    snapshot = json.loads(training_args.SNAPSHOT.read_text())
+    assert snapshot["transformers"] == importlib.metadata.version("transformers")
+    live = {name: training_args.encode(t) for name, t in training_args.live_fields().items()}
+    assert snapshot["fields"] == live
+    decoded = {name: training_args.encode(training_args.decode(spec)) for name, spec in snapshot["fields"].items()}
+    assert decoded == live  # what the checks use round-trips
+
+
+def test_another_transformers_version_reads_the_fields_live(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    stale = tmp_path / "fields.json"
+    stale.write_text(json.dumps({"transformers": "0.0.1", "fields": {"learning_rate": "str"}}))
+    monkeypatch.setattr(training_args, "SNAPSHOT", stale)
+    training_args.fields.cache_clear()
+    try:
+        assert training_args.fields()["learning_rate"] is float  # not the stale file's str
+        assert "eval_strategy" in training_args.fields()
+    finally:
+        training_args.fields.cache_clear()
+
+
+# ---- the run folder ------------------------------------------------------------------------------
+
+
+def test_metrics_lines_read_back_by_group_and_step(tmp_path: Path) -> None:
+    run = rundir.RunFolder(tmp_path)
+    run.append_metrics("validation", 0, {"eval_loss": 2.0, "batches": 0})
+    run.append_metrics("training", 1, {"loss": 1.5})
+    run.append_metrics("validation", 2, {"eval_loss": 1.0})
+    run.append_metrics("validation", 2, {"eval_loss": 0.9})  # after a resume: the last line counts
+    with open(tmp_path / rundir.METRICS, "a") as f:
+        f.write('{"group": "validation", "st')  # torn by a kill
+    curves = run.curves()
+    assert curves["training"] == {1: {"loss": 1.5}}
+    assert curves["validation"] == {0: {"eval_loss": 2.0, "batches": 0}, 2: {"eval_loss": 0.9}}
+    run.record_checkpoint("abc", 2, "checkpoint-2")
+    assert run.latest_checkpoint() == "abc"
+    run.clear()
+    assert run.latest_checkpoint() is None and run.curves() == {"training": {}, "validation": {}}
+
+
+def test_storage_follows_the_yamls_checkpoint_storage(tmp_path: Path) -> None:
+    assert rundir.storage_dir(None, tmp_path / "run") == tmp_path / "run" / "checkpoints"
+    shared = {"type": "shared_fs", "host_path": str(tmp_path / "shared"), "storage_path": "ckpts"}
+    assert rundir.storage_dir(shared, tmp_path / "run") == tmp_path / "shared" / "ckpts"
+    assert rundir.storage_dir({"type": "directory", "container_path": str(tmp_path / "d")}, "x") == tmp_path / "d"
+
+
+def _stored(storage: Path, uuid: str, *steps: int) -> Path:
+    for step in steps:
+        rundir.write_config_copy(_mkdir(storage / uuid / f"checkpoint-{step}"), {"lora": {"r": 4}})
+    return storage / uuid
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True)
+    return path
+
+
+def test_a_uuid_is_found_from_any_folder_through_the_index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SQLTUNE_CACHE", str(tmp_path / "cache"))
+    storage = tmp_path / "project" / "runs" / "a" / "checkpoints"
+    stored = _stored(storage, "1111-aaaa", 3, 12)
+    elsewhere = _mkdir(tmp_path / "elsewhere")
+    monkeypatch.chdir(elsewhere)
+    assert rundir.find_checkpoint("1111-aaaa") is None  # not below this folder, not indexed yet
+    rundir.remember_storage(storage)
+    rundir.remember_storage(tmp_path / "gone")  # a storage deleted later is dropped from the index
+    rundir.remember_storage(storage)
+    assert rundir.known_storages() == [storage.resolve()]
+    assert rundir.find_checkpoint("1111-aaaa") == storage.resolve() / "1111-aaaa"
+    assert cli.checkpoint_folder("1111-aaaa") == storage.resolve() / "1111-aaaa" / "checkpoint-12"  # the highest step
+    assert cli.checkpoint_folder(str(stored / "checkpoint-3")) == stored / "checkpoint-3"
+    with pytest.raises(CheckpointNotFound, match="'2222-bbbb' is neither a folder nor the UUID"):
+        cli.checkpoint_folder("2222-bbbb")
+    with pytest.raises(CheckpointNotFound, match="holds no checkpoint-N folder"):
+        cli.checkpoint_folder(str(elsewhere))
+
+
+def test_a_torn_index_counts_as_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SQLTUNE_CACHE", str(tmp_path))
+    (tmp_path / rundir.STORAGE_INDEX).write_text('["/x", ')
+    assert rundir.known_storages() == []
+    rundir.remember_storage(_mkdir(tmp_path / "s"))
+    assert rundir.known_storages() == [(tmp_path / "s").resolve()]
+
+
+# ---- user errors: one line, exit 2; our own bugs: a traceback -------------------------------------
+
+
+def test_unknown_checkpoint_is_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DET_MASTER", raising=False)
+    assert cli.main(["predict", "how many?", "--checkpoint", "0000-dead"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sqltune: error: --checkpoint: '0000-dead' is neither") and "\n" not in err
+
+
+def test_unreachable_master_is_one_line(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                                        tmp_path: Path) -> None:
+    monkeypatch.setenv("DET_MASTER", "http://127.0.0.1:9")  # a closed port
+    monkeypatch.setenv("HOME", str(tmp_path))  # no cached login
+    assert cli.main(["compare", "--experiment", "3", "--output", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("sqltune: error: can't reach the Determined master at http://127.0.0.1:9: "
+                   "is DET_MASTER right, and the master up?")
+
+
+def test_a_running_search_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tiny_config(tmp_path)
+    cfg["searcher"] = {"name": "grid", "metric": "eval_loss", "max_trials": 2}
+    cfg["hyperparameters"]["lora"]["r"] = {"type": "categorical", "vals": [4, 8]}
+    folder = Path(cfg["hyperparameters"]["training_args"]["output_dir"])
+    folder.mkdir(parents=True)
+    with open(folder / ".search.lock", "w") as held:  # what a running search's processes hold
+        fcntl.flock(held, fcntl.LOCK_SH)
+        assert cli.main(["search", str(write_config(tmp_path, cfg))]) == 2
+    err = capsys.readouterr().err
+    assert f"sqltune: error: {folder}: another `sqltune search` is running there" in err
+    assert not list(folder.glob("trial-*"))
+
+
+def test_our_own_bugs_keep_their_traceback(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """An ImportError or FileNotFoundError from inside sqltune is a bug, not a user's mistake."""
+    def broken(*args: object) -> int:
+        raise FileNotFoundError(2, "No such file or directory", "/our/bug")
+
+    monkeypatch.setattr(compare, "main", broken)
+    with pytest.raises(FileNotFoundError, match="/our/bug"):
+        cli.main(["compare", str(tmp_path)])
+
+
+def test_the_file_names_have_one_owner() -> None:
+    """Each run-folder file name is spelled in rundir.py and nowhere else in the package."""
+    names = (rundir.SUMMARY, rundir.METRICS, rundir.LATEST, rundir.CONFIG_COPY)
+    elsewhere = {str(p.relative_to(REPO)): [n for n in names if n in p.read_text()]
+                 for p in (REPO / "src" / "sqltune").rglob("*.py") if p.name != "rundir.py"}
+    assert {path: found for path, found in elsewhere.items() if found} == {}
+    assert all(n in Path(rundir.__file__).read_text() for n in names)
