@@ -32,7 +32,7 @@ from pathlib import Path
 
 from sqltune.data.rows import difficulty
 from sqltune.data.synthetic import joins, questions
-from sqltune.data.synthetic.conditions import Made, Template
+from sqltune.data.synthetic.conditions import Made, Template, Unfit
 from sqltune.data.synthetic.domains import Domain, create_table, load_domain, write_database
 from sqltune.data.synthetic.schemas import SCHEMAS
 
@@ -77,11 +77,14 @@ def generate(n_rows: int, seed: int, db_dir: str | Path) -> list[dict[str, str]]
 
 
 def make_question(rng: random.Random, domain: Domain, template: Template, seen: set[tuple[str, str]]) -> Made:
-    """Run the template, retrying (with other templates after a few tries) on None or a repeat;
+    """Run the template, retrying (with other templates after a few tries) on None, Unfit or a repeat;
     the question comes back capitalised, and is added to `seen`."""
     made = None
     for attempt in range(MAX_TRIES):
-        made = template(rng, domain) or made
+        try:
+            made = template(rng, domain) or made
+        except Unfit:  # the same as a template's None: try again, then another template
+            pass
         if made and (domain.name, made.question) not in seen:
             break
         if attempt + 1 >= SAME_TEMPLATE_TRIES:

@@ -14,11 +14,12 @@ from several phrasings per template and the many columns and values that fill th
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from typing import Any, NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, TypeVar
 
 from sqltune.data.synthetic.domains import Column, Domain, Row, Table
 
+Choice = TypeVar("Choice")
 FILTER_ROLES = ("label", "cat", "num", "date")
 AGGREGATES = {"AVG": ["average", "mean"], "SUM": ["total"], "MIN": ["minimum", "lowest"],
               "MAX": ["maximum", "highest"]}
@@ -128,10 +129,23 @@ def columns(table: Table, *roles: str, row: Row | None = None) -> list[Column]:
             if column.role in roles and (row is None or row[column.name] is not None)]
 
 
-def pick_table(rng: random.Random, domain: Domain, *roles: str) -> Table | None:
-    """A table having at least one column of each role."""
+class Unfit(Exception):
+    """The domain has nothing this template can use; the generator tries another (`make_question`)."""
+
+
+def pick_table(rng: random.Random, domain: Domain, *roles: str) -> Table:
+    """A table having at least one column of each role; Unfit when the domain has none."""
     tables = [table for table in domain.tables.values() if all(columns(table, role) for role in roles)]
-    return rng.choice(tables) if tables else None
+    if not tables:
+        raise Unfit(f"{domain.name} has no table with columns of roles {', '.join(roles)}")
+    return rng.choice(tables)
+
+
+def pick_one(rng: random.Random, options: Sequence[Choice], what: str) -> Choice:
+    """One of `options`; Unfit when there are none (a domain without `what`)."""
+    if not options:
+        raise Unfit(f"no {what}")
+    return rng.choice(options)
 
 
 def anchor_row(rng: random.Random, domain: Domain, table: Table) -> Row:

@@ -17,9 +17,9 @@ from functools import cache
 from typing import NamedTuple
 
 from sqltune.data.synthetic.conditions import (AGGREGATES, Cond, Made, aggregate_for, anchor_row, below_max,
-                                               columns, condition, phrase, plural, possessive, qualified,
+                                               columns, condition, phrase, pick_one, plural, possessive, qualified,
                                                relative, strip_owner, where, with_article)
-from sqltune.data.synthetic.domains import Column, Domain, Table
+from sqltune.data.synthetic.domains import Column, Domain, Row, Table
 
 
 class Edge(NamedTuple):
@@ -76,6 +76,19 @@ def _join_third(alias: str, edge: Edge) -> str:
     return f" JOIN {edge.parent.name} AS T3 ON {alias}.{edge.fk.name} = T3.{edge.parent.pk.name}"
 
 
+class ThreeTables(NamedTuple):
+    """T1 = first.child, T2 = first.parent, T3 = second.parent, joined; and an anchor row of T1."""
+    tables: list[str]
+    joins: str
+    row: Row
+
+
+def _three_tables(rng: random.Random, domain: Domain, first: Edge, second: Edge, via: str) -> ThreeTables:
+    """Two foreign keys as one FROM clause: `second` hangs off T1 (a bridge) or T2 (a chain)."""
+    return ThreeTables([first.child.name, first.parent.name, second.parent.name],
+                       _join(first) + _join_third(via, second), anchor_row(rng, domain, first.child))
+
+
 def _whose(owner: str, cond: Cond) -> str:
     """'a customer whose city is Lyon', for a condition on the row an fk points at."""
     return f"{with_article(owner)} whose {strip_owner(owner, cond.subject)} {cond.pred}"
@@ -108,8 +121,8 @@ def join_filter(rng: random.Random, domain: Domain) -> Made | None:
     what, rows = plural(phrase(child.label)), child.plural
     question = rng.choice([f"List the {what} of {rows} {found.rel}.", f"Show me the {what} of all {rows} {found.rel}.",
                            f"Which {rows} have {_whose(found.owner, found.cond)}? Give their {what}."])
-    sql = f"SELECT T1.{child.label.name} FROM {_join(found.edge)} WHERE {found.cond.sql}"
-    return Made(question, sql, [child.name, parent.name])
+    return Made(question, f"SELECT T1.{child.label.name} FROM {_join(found.edge)} WHERE {found.cond.sql}",
+                [child.name, parent.name])
 
 
 def join_show(rng: random.Random, domain: Domain) -> Made | None:
@@ -245,14 +258,9 @@ def anti_join(rng: random.Random, domain: Domain) -> Made | None:
 
 def chain(rng: random.Random, domain: Domain) -> Made | None:
     """Three tables A -> B -> C; filter at one end, answer from the other."""
-    chains = links(domain).chains
-    if not chains:
-        return None
-    first, second = rng.choice(chains)
+    first, second = pick_one(rng, links(domain).chains, "chain of three tables")
     start, middle, end = first.child, first.parent, second.parent
-    row = anchor_row(rng, domain, start)
-    tables = [start.name, middle.name, end.name]
-    joins = _join(first) + _join_third("T2", second)
+    tables, joins, row = _three_tables(rng, domain, first, second, via="T2")
     owner_first, owner_second = phrase(first.fk), phrase(second.fk)
     if rng.random() < 0.5:
         found = where(rng, domain, start, row, alias="T1")
@@ -277,14 +285,9 @@ def chain(rng: random.Random, domain: Domain) -> Made | None:
 
 def bridge(rng: random.Random, domain: Domain) -> Made | None:
     """Three tables A <- M -> B: filter on B and answer A, or show both for some M rows."""
-    bridges = links(domain).bridges
-    if not bridges:
-        return None
-    left, right = rng.choice(bridges)
+    left, right = pick_one(rng, links(domain).bridges, "bridge table")
     middle, table_a, table_b = left.child, left.parent, right.parent
-    row = anchor_row(rng, domain, middle)
-    tables = [middle.name, table_a.name, table_b.name]
-    joins = _join(left) + _join_third("T1", right)
+    tables, joins, row = _three_tables(rng, domain, left, right, via="T1")
     owner_a, owner_b, label_a, label_b = phrase(left.fk), phrase(right.fk), phrase(table_a.label), phrase(table_b.label)
     if rng.random() < 0.6:
         cond = condition(rng, domain, table_b, domain.parent(row, right.fk), alias="T3")

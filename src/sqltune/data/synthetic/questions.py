@@ -19,8 +19,6 @@ from sqltune.data.synthetic.domains import Domain
 def select_filter(rng: random.Random, domain: Domain) -> Made | None:
     """Labels of the rows meeting one condition."""
     table = pick_table(rng, domain, "label")
-    if table is None:
-        return None
     cond = condition(rng, domain, table, anchor_row(rng, domain, table), skip=(table.label,))
     if not cond:
         return None
@@ -36,8 +34,6 @@ def select_filter(rng: random.Random, domain: Domain) -> Made | None:
 def select_columns(rng: random.Random, domain: Domain) -> Made | None:
     """A few columns, or all of them, of the rows meeting one condition."""
     table = pick_table(rng, domain, "label")
-    if table is None:
-        return None
     found = where(rng, domain, table, anchor_row(rng, domain, table))
     if not found:
         return None
@@ -57,8 +53,6 @@ def select_columns(rng: random.Random, domain: Domain) -> Made | None:
 def two_conditions(rng: random.Random, domain: Domain) -> Made | None:
     """Labels of the rows meeting two conditions, joined by AND or OR."""
     table = pick_table(rng, domain, "label")
-    if table is None:
-        return None
     row = anchor_row(rng, domain, table)
     first = condition(rng, domain, table, row, skip=(table.label,))
     if not first:
@@ -72,15 +66,13 @@ def two_conditions(rng: random.Random, domain: Domain) -> Made | None:
             f"{'whose ' if joiner == 'OR' else ''}{second.subject} {second.pred}")
     question = rng.choice([f"List the {what} of {rows} {both}.", f"Which {rows} are there {both}? Show their {what}.",
                            f"Find the {what} of all {rows} {both}."])
-    sql = f"SELECT {table.label.name} FROM {table.name} WHERE {first.sql} {joiner} {second.sql}"
-    return Made(question, sql, [table.name])
+    return Made(question, f"SELECT {table.label.name} FROM {table.name} WHERE {first.sql} {joiner} {second.sql}",
+                [table.name])
 
 
 def lookup(rng: random.Random, domain: Domain) -> Made | None:
     """Some columns of the one row with a given label."""
     table = pick_table(rng, domain, "label")
-    if table is None:
-        return None
     row = anchor_row(rng, domain, table)
     shown = details(rng, table)
     said, name = listing([phrase(column) for column in shown]), row[table.label.name]
@@ -111,8 +103,6 @@ def count(rng: random.Random, domain: Domain) -> Made | None:
 def aggregate(rng: random.Random, domain: Domain) -> Made | None:
     """One aggregate of a number (or its minimum and maximum), sometimes over a condition."""
     table = pick_table(rng, domain, "num")
-    if table is None:
-        return None
     number = rng.choice(columns(table, "num"))
     function = aggregate_for(rng, number)
     rows, word, said = table.plural, rng.choice(AGGREGATES[function]), phrase(number)
@@ -133,8 +123,6 @@ def aggregate(rng: random.Random, domain: Domain) -> Made | None:
 def top(rng: random.Random, domain: Domain) -> Made | None:
     """The rows with the k highest (or lowest) values of a number or date."""
     table = pick_table(rng, domain, "label", "num")
-    if table is None:
-        return None
     key = rng.choice(columns(table, "num", "date"))
     desc = rng.random() < 0.6
     limit = rng.choice([1, 3, 5, 10])
@@ -159,8 +147,6 @@ def top(rng: random.Random, domain: Domain) -> Made | None:
 def distinct(rng: random.Random, domain: Domain) -> Made | None:
     """The distinct values of a category, or their number, sometimes over a condition."""
     table = pick_table(rng, domain, "cat")
-    if table is None:
-        return None
     category = rng.choice(columns(table, "cat"))
     said, rows = plural(phrase(category)), table.plural
     found = (where(rng, domain, table, anchor_row(rng, domain, table), skip=(category,))
@@ -180,8 +166,6 @@ def distinct(rng: random.Random, domain: Domain) -> Made | None:
 def group_count(rng: random.Random, domain: Domain) -> Made | None:
     """Rows counted per category, or the most (least) common category."""
     table = pick_table(rng, domain, "cat")
-    if table is None:
-        return None
     category = rng.choice(columns(table, "cat"))
     said, rows = phrase(category), table.plural
     if rng.random() < 0.35:
@@ -199,8 +183,6 @@ def group_count(rng: random.Random, domain: Domain) -> Made | None:
 def group_aggregate(rng: random.Random, domain: Domain) -> Made | None:
     """An aggregate of a number per category, or the category where it is highest."""
     table = pick_table(rng, domain, "cat", "num")
-    if table is None:
-        return None
     category, number = rng.choice(columns(table, "cat")), rng.choice(columns(table, "num"))
     function = aggregate_for(rng, number)
     group, said, rows, word = phrase(category), phrase(number), table.plural, rng.choice(AGGREGATES[function])
@@ -219,8 +201,6 @@ def group_aggregate(rng: random.Random, domain: Domain) -> Made | None:
 def group_having(rng: random.Random, domain: Domain) -> Made | None:
     """Categories with more than k rows, or with an average above a bound: HAVING."""
     table = pick_table(rng, domain, "cat", "num")
-    if table is None:
-        return None
     category, number = rng.choice(columns(table, "cat")), rng.choice(columns(table, "num"))
     group, said, rows = phrase(category), phrase(number), table.plural
     groups: dict[Any, list[Any]] = {}
@@ -254,8 +234,6 @@ def _mean(values: list[Any]) -> float:
 def compare_average(rng: random.Random, domain: Domain) -> Made | None:
     """Rows whose number is above (or below) the table's average: a scalar subquery."""
     table = pick_table(rng, domain, "label", "num")
-    if table is None:
-        return None
     number = rng.choice(columns(table, "num"))
     above = rng.random() < 0.7
     what, said, rows = plural(phrase(table.label)), phrase(number), table.plural
@@ -264,16 +242,14 @@ def compare_average(rng: random.Random, domain: Domain) -> Made | None:
                            f"List the {what} of {rows} whose {said} is {'greater' if above else 'less'} "
                            f"than the average {said}.",
                            f"Show the {what} of {rows} with {with_article(side + '-average ' + said)}."])
-    sql = (f"SELECT {table.label.name} FROM {table.name} "
-           f"WHERE {number.name} {op} (SELECT AVG({number.name}) FROM {table.name})")
-    return Made(question, sql, [table.name])
+    average = f"(SELECT AVG({number.name}) FROM {table.name})"
+    return Made(question, f"SELECT {table.label.name} FROM {table.name} WHERE {number.name} {op} {average}",
+                [table.name])
 
 
 def extreme(rng: random.Random, domain: Domain) -> Made | None:
     """Every row sharing the maximum (or minimum) of a number: a scalar subquery."""
     table = pick_table(rng, domain, "label", "num")
-    if table is None:
-        return None
     number = rng.choice(columns(table, "num"))
     function = rng.choice(["MAX", "MIN"])
     what, said, rows, word = plural(phrase(table.label)), phrase(number), table.plural, AGGREGATES[function][-1]
