@@ -77,6 +77,11 @@ def _print_summary(summary: dict[str, Any]) -> None:
         f"of {summary['total_parameters']:,} | wall time {summary['wall_time_s']:.0f} s | "
         f"peak RSS {summary['peak_rss_gib']:.2f} GiB"
     )
+    valid_fit = (summary.get("schema_pruning") or {}).get("valid")
+    if valid_fit and valid_fit["pruned"]:
+        recall = "n/a" if valid_fit["schema_recall"] is None else f"{valid_fit['schema_recall']:.3f}"
+        console.print(f"schema pruned to fit on {valid_fit['pruned']} of {valid_fit['rows']} validation rows; "
+                      f"schema recall {recall}")
     if summary["latest_checkpoint"]:
         where = summary["checkpoint_storage"] or "the experiment's checkpoint storage"
         console.print(f"checkpoint {summary['latest_checkpoint']} in {where}")
@@ -106,15 +111,24 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
 
 def _read_eval_rows(ref: str, hp: Any) -> tuple[str, list[dict[str, Any]]]:
-    """A split of the checkpoint's own data config (train/valid/test), or a data file."""
-    from sqltune.data import rows as data_rows, splits as data_splits
+    """A split of the checkpoint's own data config (train/valid/test), the dev split of a
+    benchmark folder (spider:PATH, bird:PATH), or a data file."""
+    from sqltune.data import benchmarks, rows as data_rows, splits as data_splits
 
     if ref in ("train", "valid", "test"):
-        return ref, list(data_splits.load_splits(hp.data)[ref])
-    rows, skipped = data_splits.read_rows(hp.data.model_copy(update={"source": ref}), data_splits.data_cache_dir(hp.data))
-    if skipped:
-        logging.getLogger("sqltune").warning("skipped %d unusable rows, e.g. %s", len(skipped), skipped[0])
-    return Path(ref).stem, [{**r, "difficulty": r.get("difficulty") or data_rows.difficulty(r)} for r in rows]
+        rows = list(data_splits.load_splits(hp.data)[ref])
+        if not rows:
+            raise ConfigError([f"--data {ref}: this checkpoint's data has no {ref} split (try --data valid)"])
+        return ref, rows
+    if benchmarks.is_benchmark(ref):
+        name, rows = f"{ref.partition(':')[0]}-dev", benchmarks.benchmark_splits(ref, evidence=hp.data.evidence)["valid"]
+    else:
+        rows, skipped = data_splits.read_rows(hp.data.model_copy(update={"source": ref}),
+                                              data_splits.data_cache_dir(hp.data))
+        if skipped:
+            logging.getLogger("sqltune").warning("skipped %d unusable rows, e.g. %s", len(skipped), skipped[0])
+        name = Path(ref).stem
+    return name, [{**r, "difficulty": r.get("difficulty") or data_rows.difficulty(r, open_ended=True)} for r in rows]
 
 
 def cmd_evaluate(ns: argparse.Namespace) -> int:
@@ -122,11 +136,12 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
 
     ckpt = checkpoint_folder(ns.checkpoint)
     _quiet_libraries()
-    from sqltune import evaluate, model
+    from sqltune import evaluate, model, prune
 
     net, tokenizer, hp = model.load_checkpoint(ckpt)
     name, rows = _read_eval_rows(ns.data, hp)
-    rows = evaluate.eval_rows(rows, ns.samples or len(rows))
+    rows, _ = prune.prepare(evaluate.eval_rows(rows, ns.samples or len(rows)), tokenizer, hp.format,
+                            use_gold=False, name=name)
     cfg = hp.eval.model_copy(update={k: v for k, v in (("batch_size", ns.batch_size),
                                                         ("max_new_tokens", ns.max_new_tokens)) if v})
     preds = evaluate.generate(net, tokenizer, rows, hp.format.system_prompt,
@@ -206,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("evaluate", help="score a saved checkpoint's generated SQL on a split or a file")
     e.add_argument("--checkpoint", required=True, help="checkpoint-N folder, storage folder, or checkpoint UUID")
-    e.add_argument("--data", default="test", help="train | valid | test (the checkpoint's data) or a data file")
+    e.add_argument("--data", default="test",
+                   help="train | valid | test (the checkpoint's data), spider:PATH or bird:PATH (its dev split), or a data file")
     e.add_argument("--samples", type=int, help="a fixed seeded subset of this many rows")
     e.add_argument("--output", help="per-row JSONL (default predictions-<data>.jsonl)")
     e.add_argument("--batch-size", type=int)

@@ -73,9 +73,16 @@ class QuantizationConfig(_Strict):
 
 
 class DataConfig(_Strict):
-    source: str = Field("synthetic", description="'synthetic', a hub dataset name, or a local file/glob")
+    source: str = Field("synthetic", description="'synthetic', a hub dataset name, a local file/glob, "
+                                                 "or a benchmark folder: spider:PATH, bird:PATH")
+    train: str | None = Field(None, description="explicit splits instead of source + a random split: a file or glob")
+    valid: str | None = Field(None, description="with train: the validation file or glob")
+    test: str | None = Field(None, description="with train: the test file or glob (optional)")
+    split_by: Literal["row", "db"] = Field(
+        "row", description="row: the reference's random 80/10/10 of rows; db: whole databases per split (unseen schemas)")
+    evidence: bool = Field(True, description="bird: add each question's evidence hint to the prompt")
     subset: Literal["easy", "medium", "hard", "all"] = "easy"
-    max_rows: PositiveInt = Field(10_000, description="first N rows of the bucket, in source order")
+    max_rows: PositiveInt = Field(10_000, description="first N rows of the bucket, in source order (per split)")
     max_train_samples: PositiveInt | None = None
     max_eval_samples: PositiveInt | None = None
     split_seed: int = 123
@@ -87,6 +94,8 @@ class DataConfig(_Strict):
 class FormatConfig(_Strict):
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_length: PositiveInt = 2048
+    sample_rows: int = Field(0, ge=0, description="example rows per table, read from the row's SQLite file, after its CREATE TABLE")
+    prune_schema: bool = Field(True, description="a prompt over max_length loses its least relevant tables instead of its answer")
     padding_free: bool | None = Field(
         None, description="lay each batch end to end, no padding; None = on for model types known to support it")
 
@@ -256,7 +265,7 @@ def build(raw: dict[str, Any], overrides: list[str] = (), path: Path | None = No
 
 
 def _cross_checks(hp: Hyperparameters) -> list[str]:
-    out = []
+    out = _data_problems(hp.data)
     if hp.quantization is not None:
         if not hp.lora.enabled:
             out.append("hyperparameters.quantization: quantized weights can't be trained; set lora.enabled: true "
@@ -280,6 +289,25 @@ def _cross_checks(hp: Hyperparameters) -> list[str]:
         out.extend(_from_config_problems(m.from_config))
     if hp.eval.generate_samples and hp.eval.max_new_tokens >= hp.format.max_length:
         out.append("hyperparameters.eval.max_new_tokens must be smaller than format.max_length")
+    return out
+
+
+def _data_problems(data: DataConfig) -> list[str]:
+    where, out = "hyperparameters.data", []
+    explicit = [k for k in ("train", "valid", "test") if getattr(data, k) is not None]
+    if explicit:
+        if data.train is None or data.valid is None:
+            out.append(f"{where}.train and {where}.valid: set both (and optionally test), or neither")
+        if "source" in data.model_fields_set:
+            out.append(f"{where}.source: set source, or train/valid/test files, not both")
+        if data.split_by != "row":
+            out.append(f"{where}.split_by: the splits are given as files; split_by applies to a random split of source")
+    kind, _, folder = data.source.partition(":")
+    if kind in ("spider", "bird") and folder:
+        if not Path(folder).expanduser().is_dir():
+            out.append(f"{where}.source: no such folder '{folder}' (a {kind} benchmark folder, as downloaded)")
+        if data.split_by != "row":
+            out.append(f"{where}.split_by: {kind} brings its own splits (train, dev); split_by applies to a random split")
     return out
 
 

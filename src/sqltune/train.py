@@ -17,10 +17,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import datasets
 import torch
 import transformers
 
-from sqltune import config, evaluate, model, platform, rundir
+from sqltune import config, evaluate, model, platform, prune, rundir
 from sqltune.data import splits as data_splits
 from sqltune.model import memory
 from sqltune import tokenize as tok
@@ -180,8 +181,14 @@ def run(
         tokenizer = model.load_tokenizer(hp.model)
         splits = data_splits.load_splits(hp.data)
         fmt = hp.format
-        train_ds = tok.tokenize_split(splits["train"], tokenizer, fmt.system_prompt, fmt.max_length, "train")
-        eval_ds = tok.tokenize_split(splits["valid"], tokenizer, fmt.system_prompt, fmt.max_length, "valid")
+        # Schemas that don't fit lose tables, not answers: training may look at the gold query,
+        # validation may not (it stands for a user's question).
+        train_rows, train_fit = prune.prepare(list(splits["train"]), tokenizer, fmt, use_gold=True, name="train")
+        valid_rows, valid_fit = prune.prepare(list(splits["valid"]), tokenizer, fmt, use_gold=False, name="valid")
+        train_ds = tok.tokenize_split(datasets.Dataset.from_list(train_rows), tokenizer, fmt.system_prompt,
+                                      fmt.max_length, "train")
+        eval_ds = tok.tokenize_split(datasets.Dataset.from_list(valid_rows), tokenizer, fmt.system_prompt,
+                                     fmt.max_length, "valid")
         log.info("data: %d train, %d valid samples (%s, %s)", len(train_ds), len(eval_ds), hp.data.source, hp.data.subset)
 
         transformers.set_seed(args.seed)  # LoRA's random init happens here, before the Trainer seeds
@@ -191,7 +198,7 @@ def run(
                                           fmt.padding_free, targs.get("gradient_checkpointing"))
         generation = None
         if hp.eval.generate_samples:
-            generation = evaluate.GenerationEval(list(splits["valid"]), tokenizer, fmt.system_prompt, hp.eval, run_folder)
+            generation = evaluate.GenerationEval(valid_rows, tokenizer, fmt.system_prompt, hp.eval, run_folder)
         callback = platform.CoreCallback(core, trial=trial, run=run_folder)
         trainer = SQLTrainer(
             model=net,
@@ -228,6 +235,7 @@ def run(
         "validation": validations[max(validations)] if validations else callback.last_validation,
         "first_validation": validations[min(validations)] if validations else {},
         "memory_plan": dataclasses.asdict(plan) if plan else None,
+        "schema_pruning": {"train": train_fit, "valid": valid_fit},
         "trainable_parameters": trainable,
         "total_parameters": total,
         "wall_time_s": time.time() - started,

@@ -3,7 +3,9 @@ cached train/valid/test splits.
 
     rows.py       what a row is: columns, usability, difficulty bucket
     files.py      JSONL / JSON / CSV / Parquet files
-    splits.py     source -> bucket -> 80/10/10 split, cached on disk
+    benchmarks.py Spider and BIRD folders (spider:PATH, bird:PATH), their own splits
+    schema.py     the schema text rendered from a SQLite file (types, keys, sample rows)
+    splits.py     source -> bucket -> train/valid/test (random 80/10/10, by database, or given), cached
     synthetic/    the offline generator: ten domains, each a real SQLite database
 
 Nothing is imported here: `sqltune.data.rows` stays light (no `datasets`) for the tools that only

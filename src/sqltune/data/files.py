@@ -13,6 +13,7 @@ import json
 import os
 from typing import Any, Iterator
 
+from sqltune.data import schema
 from sqltune.data.rows import COLUMNS, row_problem
 from sqltune.errors import DataError
 
@@ -23,7 +24,7 @@ def is_local(source: str) -> bool:
     return any(ch in source for ch in "*?[") or source.endswith(FILE_TYPES) or os.path.exists(source)
 
 
-def _file_rows(path: str) -> Iterator[dict[str, Any]]:
+def file_rows(path: str) -> Iterator[dict[str, Any]]:
     """Rows of one file; a file that can't be read as its type is a DataError naming it (and the row)."""
     try:
         yield from _parse_file(path)
@@ -76,26 +77,39 @@ def _parse_file(path: str) -> Iterator[dict[str, Any]]:
         raise DataError(f"data.source: '{path}' is not one of {', '.join(FILE_TYPES)}")
 
 
-def local_rows(source: str) -> tuple[list[dict[str, Any]], list[str]]:
+def local_rows(source: str, field: str = "data.source") -> tuple[list[dict[str, Any]], list[str]]:
+    """Usable rows of every file `source` matches, and a line per skipped row. A file may carry a
+    `db_path` instead of the `input` schema: the schema is then rendered from that SQLite file."""
     paths = sorted(glob.glob(os.path.expanduser(source)))
     if not paths:
-        raise DataError(f"data.source: no such file '{source}'")
+        raise DataError(f"{field}: no such file '{source}'")
     rows, skipped = [], []
     for path in paths:
-        file_rows = list(_file_rows(path))
-        if not file_rows:
+        rows_of_file = list(file_rows(path))
+        if not rows_of_file:
             raise DataError(f"{path}: no rows (an empty file, or a header only)")
-        seen = set().union(*(r.keys() for r in file_rows if isinstance(r, dict))) if file_rows else set()
-        missing = [c for c in COLUMNS if c not in seen]
+        seen = set().union(*(r.keys() for r in rows_of_file if isinstance(r, dict)))
+        needed = [c for c in COLUMNS if not (c == "input" and "db_path" in seen)]
+        missing = [c for c in needed if c not in seen]
         if missing:
             raise DataError(
                 f"{path}: missing column {', '.join(repr(c) for c in missing)} "
-                f"(has: {', '.join(sorted(seen)) or 'nothing'}; needs {', '.join(COLUMNS)})"
+                f"(has: {', '.join(sorted(seen)) or 'nothing'}; needs {', '.join(COLUMNS)}, or db_path instead of input)"
             )
-        for i, row in enumerate(file_rows, 1):
+        for i, row in enumerate(rows_of_file, 1):
+            if isinstance(row, dict) and row.get("input") is None and row.get("db_path"):
+                row = _with_rendered_schema(row, path)
             problem = row_problem(row)
             if problem:
                 skipped.append(f"{os.path.basename(path)} row {i}: {problem}")
             else:  # text columns as text: a number in `instruction` must not make the column mixed-type
                 rows.append({**row, **{c: str(row[c]) for c in (*COLUMNS, "db_path") if row.get(c) is not None}})
     return rows, skipped
+
+
+def _with_rendered_schema(row: dict[str, Any], path: str) -> dict[str, Any]:
+    """The row with `input` rendered from its database (a relative db_path is the file's neighbour)."""
+    db = os.path.join(os.path.dirname(path), os.path.expanduser(str(row["db_path"])))
+    if not os.path.isfile(db):
+        return row  # skipped as missing 'input'
+    return {**row, "db_path": os.path.abspath(db), "input": schema.render(db)}
