@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sqltune.sql.execute import ExecResult, clean_sql, execute, same_result
+from sqltune.sql.execute import ExecResult, clean_sql, execute
 
 
 def make_db(path: Path) -> Path:
@@ -159,27 +159,6 @@ def test_hostile_query_is_a_bounded_miss(db: Path, sql: str) -> None:
 
 def test_hostile_set_is_large() -> None:
     assert len(HOSTILE) >= 25
-
-
-# ----------------------------------------------------------------------------- comparing results
-
-
-def test_same_result_values() -> None:
-    assert same_result([(1, "a")], [(1.0, "a")], ordered=False)
-    assert same_result([(0.1 + 0.2,)], [(0.3,)], ordered=False)
-    assert not same_result([(0.3,)], [(0.31,)], ordered=False)
-    assert same_result([(None, 1)], [(None, 1)], ordered=False)
-    assert not same_result([(None,)], [(0,)], ordered=False)
-    assert not same_result([("1",)], [(1,)], ordered=False)
-    assert same_result([], [], ordered=True)
-
-
-def test_same_result_rows_and_columns() -> None:
-    gold = [(1, "a"), (2, "b"), (2, "b")]
-    assert same_result(gold, [(2, "b"), (1, "a"), (2, "b")], ordered=False)
-    assert not same_result(gold, [(2, "b"), (1, "a"), (2, "b")], ordered=True)
-    assert not same_result(gold, [(1, "a"), (2, "b")], ordered=False)  # duplicates count
-    assert not same_result(gold, [("a", 1), ("b", 2), ("b", 2)], ordered=False)  # column order counts
 
 
 # ----------------------------------------------------------------------------- in a worker process

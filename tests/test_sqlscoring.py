@@ -8,16 +8,10 @@ from pathlib import Path
 import pytest
 import sacrebleu
 
-from sqltune.sql import scoring
-from sqltune.sql.scoring import (
-    bleu,
-    bleu_signature,
-    exact_match,
-    hardness,
-    has_order_by,
-    normalize_sql,
-    score_rows,
-)
+from sqltune.sql.execute import clean_sql
+from sqltune.sql.hardness import hardness
+from sqltune.sql.match import bleu, bleu_signature, exact_match, normalize_sql
+from sqltune.sql.scoring import score_rows
 
 # ----------------------------------------------------------------------------- BLEU
 
@@ -109,13 +103,6 @@ def test_normalize_sql() -> None:
     assert not exact_match("garbage", "garbage")
 
 
-def test_has_order_by() -> None:
-    assert has_order_by("SELECT a FROM t ORDER BY a")
-    assert has_order_by("SELECT a FROM t UNION SELECT b FROM s ORDER BY a")
-    assert not has_order_by("SELECT a FROM t WHERE a IN (SELECT b FROM s ORDER BY b LIMIT 1)")
-    assert not has_order_by("not sql at all")
-
-
 # ----------------------------------------------------------------------------- hardness
 
 # Labels computed by Spider's own evaluation.py (taoyds/spider, Evaluator.eval_hardness).
@@ -177,37 +164,30 @@ def db(tmp_path: Path) -> str:
     return str(path)
 
 
-# (prediction, gold, same result?) on the database above
+# (prediction, gold, Spider's execution match?, BIRD's?) on the database above
 EXEC_PAIRS = [
-    ("SELECT T1.name FROM singer AS T1 WHERE T1.age > 26", "SELECT name FROM singer WHERE age > 26", True),
-    ("SELECT name, country FROM singer", "SELECT country, name FROM singer", False),  # columns in SELECT order
-    ("SELECT name FROM singer ORDER BY name DESC", "SELECT name FROM singer", True),  # gold unordered
-    ("SELECT name FROM singer", "SELECT name FROM singer ORDER BY name DESC", False),
-    ("SELECT name FROM singer ORDER BY age", "SELECT name FROM singer ORDER BY age DESC", False),
-    ("SELECT age FROM singer", "SELECT age FROM singer WHERE id > 0", True),  # NULL ages on both sides
-    ("SELECT age FROM singer WHERE age IS NOT NULL", "SELECT age FROM singer", False),
-    ("SELECT country FROM singer", "SELECT DISTINCT country FROM singer", False),  # duplicates count
-    ("SELECT count(*) * 1.0 FROM singer", "SELECT count(*) FROM singer", True),  # 4.0 == 4
+    ("SELECT T1.name FROM singer AS T1 WHERE T1.age > 26", "SELECT name FROM singer WHERE age > 26", True, True),
+    ("SELECT name, country FROM singer", "SELECT country, name FROM singer", True, False),  # Spider permutes columns
+    ("SELECT name FROM singer ORDER BY name DESC", "SELECT name FROM singer", True, True),  # gold unordered
+    ("SELECT name FROM singer", "SELECT name FROM singer ORDER BY name DESC", False, True),  # BIRD: sets
+    ("SELECT name FROM singer ORDER BY age", "SELECT name FROM singer ORDER BY age DESC", False, True),
+    ("SELECT age FROM singer", "SELECT age FROM singer WHERE id > 0", True, True),  # NULL ages on both sides
+    ("SELECT age FROM singer WHERE age IS NOT NULL", "SELECT age FROM singer", False, False),
+    ("SELECT country FROM singer", "SELECT DISTINCT country FROM singer", True, True),  # Spider drops DISTINCT
+    ("SELECT count(*) * 1.0 FROM singer", "SELECT count(*) FROM singer", True, True),  # 4.0 == 4
     ("SELECT name FROM singer WHERE id IN (SELECT singer_id FROM concert)",
-     "SELECT DISTINCT T1.name FROM singer AS T1 JOIN concert AS T2 ON T1.id = T2.singer_id", True),
-    ("SELECT nme FROM singer", "SELECT name FROM singer", False),
+     "SELECT DISTINCT T1.name FROM singer AS T1 JOIN concert AS T2 ON T1.id = T2.singer_id", False, True),
+    ("SELECT nme FROM singer", "SELECT name FROM singer", False, False),
 ]
 
 
-@pytest.mark.parametrize("pred, gold, same", EXEC_PAIRS)
-def test_execution_match(db: str, pred: str, gold: str, same: bool) -> None:
+@pytest.mark.parametrize("pred, gold, spider, bird", EXEC_PAIRS)
+def test_execution_match(db: str, pred: str, gold: str, spider: bool, bird: bool) -> None:
     row = score_rows([{"prediction": pred, "response": gold, "db_path": db}])["rows"][0]
-    assert row["executed"] is same
+    assert (row["executed"], row["executed_bird"]) == (spider, bird)
 
 
-def test_score_rows(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls = []
-    real_execute = scoring.execute
-    def counting_execute(db_path, sql, **kwargs):
-        calls.append(sql)
-        return real_execute(db_path, sql, **kwargs)
-
-    monkeypatch.setattr(scoring, "execute", counting_execute)
+def test_score_rows(db: str) -> None:
     gold = "SELECT name FROM singer WHERE country = 'France'"
     rows = [
         {"prediction": "```sql\nSELECT T1.name FROM singer AS T1 WHERE T1.country = 'France';\n```",
@@ -220,19 +200,23 @@ def test_score_rows(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     summary, per_row = out["summary"], out["rows"]
 
     assert [r["exact"] for r in per_row] == [True, False, False, True]
+    assert [r["exact_set"] for r in per_row] == [True, False, False, None]  # no schema for the last row
     assert [r["executed"] for r in per_row] == [True, False, False, None]
+    assert [r["executed_fuzz"] for r in per_row] == [None] * 4  # no fuzz_dir given
     assert [r["valid"] for r in per_row] == [True, True, False, True]
     assert per_row[2]["error"].startswith("ValueError: only SELECT")
     assert [r["hardness"] for r in per_row] == ["easy", "easy", "easy", "easy"]
     assert per_row[0]["bleu"] == pytest.approx(sacrebleu.sentence_bleu(
         "SELECT T1.name FROM singer AS T1 WHERE T1.country = 'France'", [gold]).score)
-    assert calls.count(gold) == 1  # the gold result is computed once and reused
 
     assert summary["n"] == 4
     assert summary["exact_match"] == pytest.approx(0.5)
+    assert summary["exact_set_match"] == pytest.approx(1 / 3)
     assert summary["execution_accuracy"] == pytest.approx(1 / 3)  # rows with a db_path only
+    assert summary["bird_execution_accuracy"] == pytest.approx(1 / 3)
+    assert "fuzz_execution_accuracy" not in summary
     assert summary["valid_sql"] == pytest.approx(0.75)
-    preds = [scoring.clean_sql(r["prediction"]) for r in rows]
+    preds = [clean_sql(r["prediction"]) for r in rows]
     golds = [r["response"] for r in rows]
     assert summary["bleu"] == pytest.approx(sacrebleu.corpus_bleu(preds, [golds]).score)
     assert summary["execution_accuracy_easy"] == pytest.approx(0.5)
@@ -240,6 +224,31 @@ def test_score_rows(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     assert summary["n_easy"] == 2 and summary["n_medium"] == 1
     assert summary["exact_match_hardness_easy"] == pytest.approx(0.5)
     assert summary["n_hardness_easy"] == 4
+
+
+def test_a_prediction_matching_any_of_several_golds_counts(db: str) -> None:
+    golds = ["SELECT name FROM singer WHERE age > 26", "SELECT name FROM singer WHERE age >= 30"]
+    row = {"response": golds[0], "golds": golds, "db_path": db}
+    second = score_rows([{**row, "prediction": "SELECT name FROM singer WHERE age >= 30"}])["rows"][0]
+    assert second["exact"] and second["exact_set"] and second["executed"] and second["executed_bird"]
+    neither = score_rows([{**row, "prediction": "SELECT name FROM singer"}])["rows"][0]
+    assert not (neither["exact"] or neither["exact_set"] or neither["executed"] or neither["executed_bird"])
+    only_first = score_rows([{"response": golds[0], "db_path": db,
+                              "prediction": "SELECT name FROM singer WHERE age >= 30"}])["rows"][0]
+    assert not only_first["exact"]  # without the second gold the same prediction is a string miss
+
+
+def test_rows_without_a_database_get_fuzzed_execution_accuracy(tmp_path: Path) -> None:
+    schema = "CREATE TABLE head (head_id INTEGER, name TEXT, age INTEGER)"
+    gold = "SELECT count(*) FROM head WHERE age > 56"
+    rows = [{"prediction": p, "response": gold, "input": schema} for p in
+            (gold, "SELECT count(*) FROM head WHERE 56 < age", "SELECT count(*) FROM head WHERE age >= 56",
+             "SELECT count(*) FROM head")]
+    out = score_rows(rows, fuzz_dir=tmp_path)
+    assert [r["executed_fuzz"] for r in out["rows"]] == [True, True, False, False]
+    assert out["summary"]["fuzz_execution_accuracy"] == pytest.approx(0.5)
+    assert [r["exact_set"] for r in out["rows"]] == [True, False, False, False]  # schema from the DDL
+    assert "execution_accuracy" not in out["summary"]
 
 
 def test_score_rows_without_databases() -> None:

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from sqltune import format as fmt
 from sqltune.sql import scoring
-from sqltune.config import EvalConfig
+from sqltune.config import EvalConfig, cache_root
 from sqltune.rundir import RunFolder
 
 log = logging.getLogger(__name__)
@@ -106,13 +106,16 @@ def eval_rows(rows: list[dict[str, Any]], n: int, seed: int = 0) -> list[dict[st
 
 
 def score(rows: list[dict[str, Any]], predictions: list[str], timeout_s: float) -> dict[str, Any]:
+    """Every SQL metric of the predictions (sql/scoring.py); rows without a database are scored on
+    databases fuzzed from their schema, cached under $SQLTUNE_CACHE/fuzz."""
     scored = scoring.score_rows(
         [{**r, "prediction": p, "db_path": r.get("db_path") or None} for r, p in zip(rows, predictions)],
-        timeout_s=timeout_s,
+        timeout_s=timeout_s, fuzz_dir=cache_root() / "fuzz",
     )
+    fields = ("bleu", *scoring.PER_ROW.values(), "error", "hardness")
     per_row = [
         {"question": r["instruction"], "gold": r["response"], "predicted": p, "difficulty": r.get("difficulty"),
-         **{k: s[k] for k in ("bleu", "exact", "executed", "valid", "error", "hardness")}}
+         **({"golds": r["golds"]} if r.get("golds") else {}), **{k: s[k] for k in fields}}
         for r, p, s in zip(rows, predictions, scored["rows"])
     ]
     return {"summary": scored["summary"], "rows": per_row}

@@ -14,7 +14,7 @@ import os
 from typing import Any, Iterator
 
 from sqltune.data import schema
-from sqltune.data.rows import COLUMNS, row_problem
+from sqltune.data.rows import COLUMNS, row_problem, with_golds
 from sqltune.errors import DataError
 
 FILE_TYPES = (".jsonl", ".json", ".csv", ".parquet")
@@ -97,6 +97,8 @@ def local_rows(source: str, field: str = "data.source") -> tuple[list[dict[str, 
                 f"(has: {', '.join(sorted(seen)) or 'nothing'}; needs {', '.join(COLUMNS)}, or db_path instead of input)"
             )
         for i, row in enumerate(rows_of_file, 1):
+            if isinstance(row, dict):
+                row = with_golds(row)
             if isinstance(row, dict) and row.get("input") is None and row.get("db_path"):
                 row = _with_rendered_schema(row, path)
             problem = row_problem(row)

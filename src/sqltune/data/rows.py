@@ -29,6 +29,22 @@ def difficulty(row: dict[str, Any], *, open_ended: bool = False) -> str | None:
     return "hard" if open_ended and n > BUCKETS["hard"][1] else None
 
 
+def with_golds(row: dict[str, Any]) -> dict[str, Any]:
+    """A row whose `response` is a list of gold queries (several correct answers) as one gold
+    `response`, the first, which training learns, plus `golds`, all of them, which scoring
+    accepts (a prediction matching any counts). Any other row is returned as it is."""
+    response = row.get("response")
+    if not isinstance(response, (list, tuple)):
+        return row
+    golds = [str(g).strip() for g in response if g is not None and str(g).strip()]
+    return {**row, "response": golds[0] if golds else "", "golds": golds}
+
+
+def golds(row: dict[str, Any]) -> list[str]:
+    """Every accepted gold query of a row: its `golds`, else its `response`."""
+    return list(row.get("golds") or [str(row["response"])])
+
+
 def row_problem(row: Any) -> str | None:
     if not isinstance(row, dict):
         return "not a mapping"

@@ -1,6 +1,11 @@
 """SQL that a model wrote: run it safely, and score it against the gold query.
 
-    execute.py   one query on a read-only SQLite connection, bounded in time, rows and memory
-    sandbox.py   the same in a worker process, killed at the deadline (untrusted SQL)
-    scoring.py   BLEU, exact match, execution accuracy and Spider hardness, per group
+    execute.py       one query on a read-only SQLite connection, bounded in time, rows and memory
+    sandbox.py       the same in a worker process, killed at the deadline (untrusted SQL)
+    match.py         SQL as text: sqlglot parsing, BLEU, our normalised exact match
+    hardness.py      Spider's hardness of a query
+    spider_parse.py  Spider's SQL parser and schema (a port of process_sql.py)
+    official.py      Spider's and BIRD's execution accuracy and Spider's exact set match, as their scripts
+    fuzz.py          small databases fuzzed from CREATE TABLE text, for rows that ship none
+    scoring.py       every metric per row, summed up overall, per difficulty and per hardness
 """

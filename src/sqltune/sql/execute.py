@@ -24,7 +24,7 @@ C function call overruns it, e.g. `printf('%.*c', 1000000000, 'x')` (~10 s on 2 
 `instr` / `LIKE` over two strings near the 1 MB limit (seconds to tens of seconds). So scoring
 calls it through `sandbox.execute`, in a worker process killed at the deadline.
 
-Result comparison (`same_result`) lives here too, next to the rows it compares.
+Results are compared by Spider's and BIRD's rules in official.py.
 """
 
 from __future__ import annotations
@@ -33,10 +33,9 @@ import math
 import re
 import sqlite3
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 _MAX_VALUE_BYTES = 1_000_000  # SQLITE_LIMIT_LENGTH: longest string/blob/row SQLite will build
 _MAX_RESULT_BYTES = 64_000_000  # text and blobs fetched into Python, summed over all rows
@@ -192,28 +191,3 @@ def _norm_value(v: Any) -> Any:
             return int(v)
         return float(f"{v:.6g}")
     return v
-
-
-def _norm_rows(rows: Iterable[tuple]) -> list[tuple]:
-    return [tuple(_norm_value(v) for v in row) for row in rows]
-
-
-def same_result(gold_rows: list[tuple], pred_rows: list[tuple], ordered: bool) -> bool:
-    """True when two result sets hold the same rows (as multisets, or as lists if `ordered`).
-
-    Convention, chosen and kept on purpose:
-    - Rows are tuples with columns in the order of the SELECT. `SELECT a, b` and `SELECT b, a`
-      differ, as in BIRD. (Spider's evaluation.py matches columns by their SELECT expression and
-      the Spider test-suite allows column permutations; we do neither.)
-    - Unordered results compare as multisets (`collections.Counter` of rows), so duplicates
-      count: `SELECT a` and `SELECT DISTINCT a` differ when `a` repeats. BIRD compares sets.
-    - `ordered=True` (the gold query has a top-level ORDER BY) compares lists, so ties that
-      SQLite may return in any order can make a correct query miss.
-    - Values: 1 == 1.0 (integral floats become ints), other floats are rounded to 6
-      significant digits, NaN is NULL, None == None. Text and numbers never match each other:
-      '1' != 1.
-    """
-    gold, pred = _norm_rows(gold_rows), _norm_rows(pred_rows)
-    if ordered:
-        return gold == pred
-    return Counter(gold) == Counter(pred)
