@@ -26,6 +26,7 @@ from sqlglot import exp
 
 from sqltune.data import synthetic
 from sqltune.sql import fuzz, official
+from sqltune.sql.fuzz import plan as fuzz_plan
 from sqltune.sql.match import parse_query
 
 _SWAP_OP = {exp.GT: exp.GTE, exp.GTE: exp.GT, exp.LT: exp.LTE, exp.LTE: exp.LT}
@@ -55,7 +56,7 @@ def _other_column(tree: exp.Expression, tables: dict[str, fuzz.Table]) -> bool:
     first = tree.find(exp.Select)
     cols = [c for e in (first.expressions if first else []) for c in e.find_all(exp.Column)]
     for col in cols + list(tree.find_all(exp.Column)):
-        key = fuzz._resolve(col, tables)
+        key = fuzz_plan.resolve(col, tables)
         if key is None:
             continue
         kind = tables[key[0]].columns[key[1]].kind

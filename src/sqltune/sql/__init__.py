@@ -6,6 +6,8 @@
     hardness.py      Spider's hardness of a query
     spider_parse.py  Spider's SQL parser and schema (a port of process_sql.py)
     official.py      Spider's and BIRD's execution accuracy and Spider's exact set match, as their scripts
-    fuzz.py          small databases fuzzed from CREATE TABLE text, for rows that ship none
+    fuzz/            small databases fuzzed from CREATE TABLE text, for rows that ship none
+                     (schema.py: the DDL; plan.py: what the gold asks of the data; values.py;
+                     databases.py: build, check, cache, verdict)
     scoring.py       every metric per row, summed up overall, per difficulty and per hardness
 """
