@@ -142,11 +142,9 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     name, rows = _read_eval_rows(ns.data, hp)
     rows, _ = prune.prepare(evaluate.eval_rows(rows, ns.samples or len(rows)), tokenizer, hp.format,
                             use_gold=False, name=name)
-    cfg = hp.eval.model_copy(update={k: v for k, v in (("batch_size", ns.batch_size),
-                                                        ("max_new_tokens", ns.max_new_tokens)) if v})
-    preds = evaluate.generate(net, tokenizer, rows, hp.format.system_prompt,
-                              max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size)
-    result = evaluate.score(rows, preds, cfg.sql_timeout_s)
+    cfg = hp.eval.model_copy(update={k: v for k, v in (("batch_size", ns.batch_size), ("max_new_tokens", ns.max_new_tokens),
+                                                        ("candidates", ns.candidates), ("pick", ns.pick)) if v})
+    result = evaluate.generate_and_score(net, tokenizer, rows, hp.format.system_prompt, cfg)
     out = Path(ns.output or f"predictions-{name}.jsonl")
     out.write_text("".join(json.dumps(r) + "\n" for r in result["rows"]))
     metrics = {f"eval_{k}": v for k, v in result["summary"].items()}
@@ -168,11 +166,15 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     _quiet_libraries()
     from sqltune import evaluate, model
 
+    from sqltune.sql import guided
+
     net, tokenizer, hp = model.load_checkpoint(ckpt)
     row = {"instruction": ns.question, "input": schema}
-    [sql] = evaluate.generate(net, tokenizer, [row], hp.format.system_prompt,
-                              max_new_tokens=ns.max_new_tokens or hp.eval.max_new_tokens, batch_size=1, progress=False)
-    print(sql)
+    k = ns.candidates or hp.eval.candidates
+    [found] = evaluate.generate_candidates(
+        net, tokenizer, [row], hp.format.system_prompt, max_new_tokens=ns.max_new_tokens or hp.eval.max_new_tokens,
+        batch_size=1, candidates=k, decoding=hp.eval.decoding, temperature=hp.eval.temperature, progress=False)
+    print(found[guided.pick(found, ns.db, ns.pick or hp.eval.pick, needs_rows=hp.eval.pick_needs_rows)])
     return 0
 
 
@@ -227,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--output", help="per-row JSONL (default predictions-<data>.jsonl)")
     e.add_argument("--batch-size", type=int)
     e.add_argument("--max-new-tokens", type=int)
+    e.add_argument("--candidates", type=int, metavar="K", help="execution-guided: K candidates per question (default eval.candidates)")
+    e.add_argument("--pick", choices=("first_valid", "vote"), help="how a candidate is chosen (default eval.pick)")
     e.set_defaults(func=cmd_evaluate)
 
     pr = sub.add_parser("predict", help="print the SQL a checkpoint writes for one question")
@@ -234,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--checkpoint", required=True)
     pr.add_argument("--schema", help="file with the CREATE TABLE statements")
     pr.add_argument("--max-new-tokens", type=int)
+    pr.add_argument("--candidates", type=int, metavar="K", help="execution-guided: K candidates (default eval.candidates)")
+    pr.add_argument("--pick", choices=("first_valid", "vote"))
+    pr.add_argument("--db", help="a SQLite file the candidates run on (without one: the first that parses)")
     pr.set_defaults(func=cmd_predict)
 
     mg = sub.add_parser("merge", help="fold a LoRA adapter into its base model for serving")

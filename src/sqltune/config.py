@@ -106,6 +106,12 @@ class EvalConfig(_Strict):
     batch_size: PositiveInt = 16
     at_start: bool = Field(False, description="also evaluate the untrained model at step 0")
     sql_timeout_s: confloat(gt=0) = 1.0
+    candidates: PositiveInt = Field(1, description="SQL candidates per question; 1 = greedy. More: execution-guided")
+    decoding: Literal["beam", "sample"] = Field("beam", description="how candidates are drawn: beam search or sampling")
+    temperature: confloat(gt=0) = Field(0.8, description="sampling temperature (decoding: sample)")
+    pick: Literal["first_valid", "vote"] = Field(
+        "first_valid", description="first_valid: the best-ranked candidate that runs; vote: the most common result")
+    pick_needs_rows: bool = Field(False, description="first_valid: a candidate must also return rows")
 
 
 class TrainConfig(_Strict):

@@ -24,7 +24,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from sqltune import format as fmt
-from sqltune.sql import scoring
+from sqltune.sql import guided, scoring
 from sqltune.config import EvalConfig, cache_root
 from sqltune.rundir import RunFolder
 
@@ -46,8 +46,13 @@ def _zero3() -> bool:
         return False
 
 
+def generate(model: Any, tokenizer: Any, rows: list[dict[str, Any]], system_prompt: str, **kw: Any) -> list[str]:
+    """Greedy SQL for each row, in the rows' order (keywords as `generate_candidates`)."""
+    return [found[0] for found in generate_candidates(model, tokenizer, rows, system_prompt, **kw)]
+
+
 @torch.no_grad()
-def generate(
+def generate_candidates(
     model: Any,
     tokenizer: Any,
     rows: list[dict[str, Any]],
@@ -55,10 +60,14 @@ def generate(
     *,
     max_new_tokens: int,
     batch_size: int,
+    candidates: int = 1,
+    decoding: str = "beam",
+    temperature: float = 0.8,
     pad_batches_to: int | None = None,
     progress: bool = True,
-) -> list[str]:
-    """Greedy SQL for each row, in the rows' order."""
+) -> list[list[str]]:
+    """`candidates` SQL strings per row, best first: greedy for 1; else beam search's top
+    sequences in score order, or samples in the order drawn."""
     prompts = [fmt.prompt_text(r, tokenizer, system_prompt) for r in rows]
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
     order = sorted(range(len(rows)), key=lambda i: len(encoded[i]))
@@ -68,9 +77,12 @@ def generate(
     stop = fmt.end_of_turn_ids(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop[0]
     device = next(model.parameters()).device
+    sample = candidates > 1 and decoding == "sample"
+    search = {"do_sample": sample, "num_beams": 1 if sample or candidates == 1 else candidates,
+              "num_return_sequences": candidates, **({"temperature": temperature, "top_k": 0} if sample else {})}
     was_training = model.training
     model.eval()
-    out: dict[int, str] = {}
+    out: dict[int, list[str]] = {}
     for batch in tqdm(batches, desc="generating SQL", disable=not progress, leave=False):
         if not encoded:
             break
@@ -84,18 +96,18 @@ def generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
             max_new_tokens=max_new_tokens,
-            do_sample=False,
-            num_beams=1,
             eos_token_id=stop,
             pad_token_id=pad_id,
             use_cache=True,
             synced_gpus=_zero3() and _world()[1] > 1,
+            **search,
         )
-        for j, i in enumerate(batch):
-            out.setdefault(i, tokenizer.decode(generated[j, longest:], skip_special_tokens=True).strip())
+        for j, i in enumerate(batch):  # sequences come grouped per row, best first
+            out.setdefault(i, [tokenizer.decode(generated[j * candidates + c, longest:], skip_special_tokens=True).strip()
+                               for c in range(candidates)])
     if was_training:
         model.train()
-    return [out.get(i, "") for i in range(len(rows))]
+    return [out.get(i, [""] * candidates) for i in range(len(rows))]
 
 
 def eval_rows(rows: list[dict[str, Any]], n: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -105,18 +117,22 @@ def eval_rows(rows: list[dict[str, Any]], n: int, seed: int = 0) -> list[dict[st
     return [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), n))]
 
 
-def score(rows: list[dict[str, Any]], predictions: list[str], timeout_s: float) -> dict[str, Any]:
+def score(rows: list[dict[str, Any]], predictions: list[str], timeout_s: float,
+          candidates: list[list[str]] | None = None) -> dict[str, Any]:
     """Every SQL metric of the predictions (sql/scoring.py); rows without a database are scored on
-    databases fuzzed from their schema, cached under $SQLTUNE_CACHE/fuzz."""
+    databases fuzzed from their schema, cached under $SQLTUNE_CACHE/fuzz. With `candidates`, also
+    pass@k: some candidate of the row is right."""
     scored = scoring.score_rows(
-        [{**r, "prediction": p, "db_path": r.get("db_path") or None} for r, p in zip(rows, predictions)],
+        [{**r, "prediction": p, "db_path": r.get("db_path") or None, **({"candidates": candidates[i]} if candidates else {})}
+         for i, (r, p) in enumerate(zip(rows, predictions))],
         timeout_s=timeout_s, fuzz_dir=cache_root() / "fuzz",
     )
     fields = ("bleu", *scoring.PER_ROW.values(), "error", "hardness")
     per_row = [
         {"question": r["instruction"], "gold": r["response"], "predicted": p, "difficulty": r.get("difficulty"),
-         **({"golds": r["golds"]} if r.get("golds") else {}), **{k: s[k] for k in fields}}
-        for r, p, s in zip(rows, predictions, scored["rows"])
+         **({"golds": r["golds"]} if r.get("golds") else {}),
+         **({"candidates": candidates[i]} if candidates else {}), **{k: s[k] for k in fields}}
+        for i, (r, p, s) in enumerate(zip(rows, predictions, scored["rows"]))
     ]
     return {"summary": scored["summary"], "rows": per_row}
 
@@ -124,29 +140,40 @@ def score(rows: list[dict[str, Any]], predictions: list[str], timeout_s: float) 
 def generate_and_score(
     model: Any, tokenizer: Any, rows: list[dict[str, Any]], system_prompt: str, cfg: EvalConfig
 ) -> dict[str, Any]:
-    """Generate on every rank (rows sharded), score on the chief, same result on every rank."""
+    """Generate on every rank (rows sharded), score on the chief, same result on every rank.
+    With `cfg.candidates` > 1 each row's answer is picked by execution (sql/guided.py)."""
     rank, world = _world()
     shard = rows[rank::world]
+    kw = {"max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size, "candidates": cfg.candidates,
+          "decoding": cfg.decoding, "temperature": cfg.temperature}
     n_batches = None
     if world > 1 and _zero3():
         n_batches = -(-len(rows[0::world]) // cfg.batch_size)  # the longest shard's batch count
         if not shard and rows:  # fewer rows than ranks: step generation on a throwaway row
-            generate(model, tokenizer, rows[:1], system_prompt, max_new_tokens=cfg.max_new_tokens,
-                     batch_size=cfg.batch_size, pad_batches_to=n_batches, progress=False)
-    preds = [] if not shard else generate(model, tokenizer, shard, system_prompt, max_new_tokens=cfg.max_new_tokens,
-                     batch_size=cfg.batch_size, pad_batches_to=n_batches, progress=rank == 0)
+            generate_candidates(model, tokenizer, rows[:1], system_prompt, pad_batches_to=n_batches, progress=False, **kw)
+    found = [] if not shard else generate_candidates(model, tokenizer, shard, system_prompt, pad_batches_to=n_batches,
+                                                     progress=rank == 0, **kw)
     if world > 1:
         gathered: list[Any] = [None] * world
-        dist.all_gather_object(gathered, preds)
-        preds = [None] * len(rows)
+        dist.all_gather_object(gathered, found)
+        found = [None] * len(rows)
         for r, part in enumerate(gathered):
-            preds[r::world] = part
-    result = score(rows, preds, cfg.sql_timeout_s) if rank == 0 else None
+            found[r::world] = part
+    result = score_candidates(rows, found, cfg) if rank == 0 else None
     if world > 1:
         box = [result]
         dist.broadcast_object_list(box, src=0)
         result = box[0]
     return result
+
+
+def score_candidates(rows: list[dict[str, Any]], found: list[list[str]], cfg: EvalConfig) -> dict[str, Any]:
+    """Pick each row's answer from its candidates (the only one when there is one), then score."""
+    if cfg.candidates == 1:
+        return score(rows, [c[0] for c in found], cfg.sql_timeout_s)
+    picks = [guided.pick(c, r.get("db_path") or None, cfg.pick, needs_rows=cfg.pick_needs_rows,
+                         timeout_s=cfg.sql_timeout_s) for r, c in zip(rows, found)]
+    return score(rows, [c[i] for c, i in zip(found, picks)], cfg.sql_timeout_s, candidates=found)
 
 
 class GenerationEval:

@@ -11,7 +11,9 @@ and a `difficulty`. A prediction that fails to parse or run is a miss with its e
     execution_accuracy        Spider's test-suite execution match on the row's database     Spider (official.py)
     bird_execution_accuracy   BIRD's: the two result sets are equal as sets                 BIRD (official.py)
     fuzz_execution_accuracy   no database ships: Spider's comparison on every database
-                              fuzzed from the CREATE TABLE text (fuzz.py)                   ours, after Zhong et al. 2020
+                              fuzzed from the CREATE TABLE text (fuzz/)                     ours, after Zhong et al. 2020
+    pass_at_k                 rows with several candidates (eval.candidates): some candidate
+                              is right by Spider's execution rule; the ceiling of the pick    ours
     valid_sql                 runs on the database (without one: sqlglot parses it)        ours
 
 Each is averaged over the rows that have a verdict: execution metrics over rows with a database
@@ -35,10 +37,10 @@ from sqltune.sql.match import bleu, exact_match, parse_query
 from sqltune.sql.sandbox import execute
 
 SQL_METRICS = ("bleu", "exact_match", "exact_set_match", "execution_accuracy", "bird_execution_accuracy",
-               "fuzz_execution_accuracy", "valid_sql")  # what `score_rows` sums up, as `eval_<name>`
+               "fuzz_execution_accuracy", "pass_at_k", "valid_sql")  # what `score_rows` sums up, as `eval_<name>`
 PER_ROW = {"exact_match": "exact", "exact_set_match": "exact_set", "execution_accuracy": "executed",
            "bird_execution_accuracy": "executed_bird", "fuzz_execution_accuracy": "executed_fuzz",
-           "valid_sql": "valid"}  # summary name -> per-row field (True / False / None: no verdict)
+           "pass_at_k": "pass_at_k", "valid_sql": "valid"}  # summary name -> per-row field (True / False / None: no verdict)
 GROUPS = (*BUCKETS, *(f"hardness_{h}" for h in HARDNESS))  # the per-group suffixes of the summary
 
 
@@ -95,6 +97,10 @@ def score_one(row: dict[str, Any], *, timeout_s: float = 1.0, fuzz_dir: Path | N
             fuzzed = [(g, dbs) for g, dbs in fuzzed if dbs]
             if fuzzed:
                 out["executed_fuzz"] = any(fuzz.fuzz_exec_match(dbs, pred, g, timeout_s=timeout_s) for g, dbs in fuzzed)
+    out["pass_at_k"] = None  # with candidates and a database: did any candidate execute right?
+    if db and row.get("candidates"):
+        out["pass_at_k"] = any(_any_gold(golds, lambda g, c=clean_sql(c): official.spider_exec_match(
+            db, c, g, timeout_s=timeout_s)) for c in row["candidates"])
     try:
         out["hardness"] = hardness(golds[0])
     except ValueError:
