@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sqltune.console import make_console, metrics_table
-from sqltune.errors import CheckpointNotFound, ConfigError, UserError
+from sqltune.errors import ConfigError, UserError
 
 # Heavy libraries (torch, transformers, determined) are imported inside the commands that need them,
 # so `--help`, `compare` and a config error answer in about a second.
@@ -43,24 +43,16 @@ def _quiet_libraries() -> None:
 
 
 def checkpoint_folder(ref: str) -> Path:
-    """The HF `checkpoint-N/` that `--checkpoint` names: a folder (a checkpoint-N, or a stored
-    checkpoint holding one), a UUID of a run on this machine (any working directory), or, with
-    DET_MASTER set, a checkpoint on the cluster."""
+    """The HF `checkpoint-N/` that `--checkpoint` names (rundir.checkpoint_folder), fetched from the
+    cluster at DET_MASTER when it is no folder or local UUID."""
     from sqltune import rundir
 
-    folder = rundir.find_checkpoint(ref)
-    if folder is None and os.environ.get("DET_MASTER"):
+    def download(uuid: str) -> Path:
         from sqltune import platform
 
-        folder = platform.download_checkpoint(ref)
-    if folder is None:
-        raise CheckpointNotFound(
-            f"--checkpoint: '{ref}' is neither a folder nor the UUID of a checkpoint stored on this machine "
-            "(runs here record their storage in $SQLTUNE_CACHE; set DET_MASTER to fetch one from a cluster)")
-    inner = rundir.hf_checkpoint(folder)
-    if inner is None:
-        raise CheckpointNotFound(f"--checkpoint: {folder} holds no checkpoint-N folder")
-    return inner
+        return platform.download_checkpoint(uuid)
+
+    return rundir.checkpoint_folder(ref, "--checkpoint", download=download)
 
 
 def _print_summary(summary: dict[str, Any]) -> None:

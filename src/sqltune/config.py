@@ -124,6 +124,27 @@ class TrainConfig(_Strict):
         None, description="split each batch into passes of at most this many tokens; None = the plan decides")
 
 
+class RewardWeights(_Strict):
+    """Weights of the GRPO reward's parts (rewards.py); the reward is their weighted sum."""
+
+    execution: confloat(ge=0) = Field(1.0, description="the result matches the gold's (Spider's execution rule)")
+    runs: confloat(ge=0) = Field(0.1, description="partial credit: runs without error on the database")
+    format: confloat(ge=0) = Field(0.1, description="a bare query: no code fence, no prose, one statement that parses")
+
+
+class GRPOConfig(_Strict):
+    """The GRPO stage (grpo.py): present = this experiment trains with TRL's GRPOTrainer, not SFT."""
+
+    init_from: str | None = Field(None, description="start checkpoint: a checkpoint folder or UUID (SFT adapter or "
+                                                    "full model); None = the model/lora blocks, as SFT starts")
+    num_generations: int = Field(4, ge=2, description="completions sampled per prompt (the group)")
+    max_completion_length: PositiveInt = Field(128, description="tokens sampled per completion")
+    temperature: confloat(gt=0) = Field(1.0, description="sampling temperature")
+    beta: confloat(ge=0) = Field(0.0, description="KL coefficient to the start model; 0 = no reference model")
+    sql_timeout_s: confloat(gt=0) = Field(1.0, description="per query, in the sandbox's worker process")
+    rewards: RewardWeights = RewardWeights()
+
+
 class Hyperparameters(_Strict):
     model: ModelConfig = ModelConfig()
     data: DataConfig = DataConfig()
@@ -132,6 +153,7 @@ class Hyperparameters(_Strict):
     quantization: QuantizationConfig | None = None
     eval: EvalConfig = EvalConfig()
     train: TrainConfig = TrainConfig()
+    grpo: GRPOConfig | None = None
     training_args: dict[str, Any]
 
 

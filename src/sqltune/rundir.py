@@ -25,11 +25,12 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
 from sqltune.config import cache_root
+from sqltune.errors import CheckpointNotFound
 
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
@@ -173,6 +174,23 @@ def find_checkpoint(ref: str, search_root: Path = Path(".")) -> Path | None:
         if (storage / ref).is_dir():
             return storage / ref
     return next(iter(sorted(search_root.glob(f"**/checkpoints/{ref}"))), None)
+
+
+def checkpoint_folder(ref: str, field: str, download: Callable[[str], Path] | None = None) -> Path:
+    """The HF `checkpoint-N/` that `ref` names: a folder (a checkpoint-N, or a stored checkpoint
+    holding one), the UUID of a checkpoint stored on this machine (from any working directory), or,
+    with DET_MASTER set and a `download`, one on the cluster. `field` names it in the error."""
+    folder = find_checkpoint(ref)
+    if folder is None and download is not None and os.environ.get("DET_MASTER"):
+        folder = download(ref)
+    if folder is None:
+        raise CheckpointNotFound(
+            f"{field}: '{ref}' is neither a folder nor the UUID of a checkpoint stored on this machine "
+            "(runs here record their storage in $SQLTUNE_CACHE; set DET_MASTER to fetch one from a cluster)")
+    inner = hf_checkpoint(folder)
+    if inner is None:
+        raise CheckpointNotFound(f"{field}: {folder} holds no checkpoint-N folder")
+    return inner
 
 
 def hf_checkpoint(folder: Path) -> Path | None:

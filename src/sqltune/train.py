@@ -15,7 +15,7 @@ import os
 import resource
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import datasets
 import torch
@@ -151,24 +151,18 @@ def run(
 
     `callbacks` run after our CoreCallback (`sqltune search` feeds Optuna and prunes through one).
     """
+    if exp.hparams.grpo is not None:  # the GRPO stage: TRL's GRPOTrainer (grpo.py)
+        from sqltune import grpo
+
+        return grpo.run(exp, trial, fresh=fresh, callbacks=callbacks)
     started = time.time()
     hp = exp.hparams
     targs = hp.training_args
     out_dir = Path(targs["output_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
     run_folder = rundir.RunFolder(out_dir, hparams=exp.resolved)
-    dist = platform.distributed_context(use_deepspeed=bool(targs.get("deepspeed")))
-    # Off-cluster the Core API stores checkpoints in a local folder; on a cluster, where the master's.
-    storage = None if trial.on_cluster else rundir.storage_dir(exp.raw.get("checkpoint_storage"), out_dir)
 
-    with platform.init(dist, storage) as core:
-        if tb := platform.tensorboard_dir(core):
-            os.environ.setdefault("TENSORBOARD_LOGGING_DIR", tb)
-        if core.distributed.rank == 0:
-            if fresh:
-                run_folder.clear()
-            if storage is not None:
-                rundir.remember_storage(storage)  # so its checkpoint UUIDs are found from anywhere
+    with core_session(exp, trial, run_folder, fresh) as (core, storage):
         args = transformers.TrainingArguments(**targs)
         if args.deepspeed and torch.distributed.is_initialized():
             # With `use_cpu` HF starts torch.distributed but not deepspeed.comm, and ZeRO-3's
@@ -212,36 +206,67 @@ def run(
             micro_batch_tokens=plan.micro_batch_tokens if plan else hp.train.micro_batch_tokens,
         )
 
-        resume = trial.latest_checkpoint
-        if hp.eval.at_start and resume is None:
+        if hp.eval.at_start and trial.latest_checkpoint is None:
             trainer.add_callback(EvaluateAtStart(trainer))
-        if resume is not None:
-            with platform.restore(core, resume) as ckpt:
-                log.info("resuming from checkpoint %s (%s)", resume, ckpt.name)
-                result = trainer.train(resume_from_checkpoint=str(ckpt))
-        else:
-            result = trainer.train()
+        result = fit(trainer, core, trial)
 
-    # Every evaluation of this run folder, across resumes (step 0 included): the chief reads them back.
+    return summarize(trainer, callback, result, run_folder, storage, started, trial, {
+        "memory_plan": dataclasses.asdict(plan) if plan else None,
+        "schema_pruning": {"train": train_fit, "valid": valid_fit},
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+    })
+
+
+@contextlib.contextmanager
+def core_session(exp: config.Experiment, trial: platform.Trial, run_folder: rundir.RunFolder,
+                 fresh: bool) -> Iterator[tuple[Any, Path | None]]:
+    """The Core API context of a run, and where its checkpoints go: a local folder off-cluster
+    (indexed, so its UUIDs are found from anywhere), None on a cluster (the master's storage).
+    `fresh` forgets the run folder's earlier run; TensorBoard writes where Determined looks."""
+    dist = platform.distributed_context(use_deepspeed=bool(exp.hparams.training_args.get("deepspeed")))
+    storage = None if trial.on_cluster else rundir.storage_dir(exp.raw.get("checkpoint_storage"), run_folder.path)
+    with platform.init(dist, storage) as core:
+        if tb := platform.tensorboard_dir(core):
+            os.environ.setdefault("TENSORBOARD_LOGGING_DIR", tb)
+        if core.distributed.rank == 0:
+            if fresh:
+                run_folder.clear()
+            if storage is not None:
+                rundir.remember_storage(storage)
+        yield core, storage
+
+
+def fit(trainer: transformers.Trainer, core: Any, trial: platform.Trial) -> Any:
+    """`trainer.train()`, from the trial's latest checkpoint when it has one (restored through the
+    Core API and passed explicitly: the Trainer ignores a callback's resume path)."""
+    if trial.latest_checkpoint is None:
+        return trainer.train()
+    with platform.restore(core, trial.latest_checkpoint) as ckpt:
+        log.info("resuming from checkpoint %s (%s)", trial.latest_checkpoint, ckpt.name)
+        return trainer.train(resume_from_checkpoint=str(ckpt))
+
+
+def summarize(trainer: transformers.Trainer, callback: platform.CoreCallback, result: Any, run_folder: rundir.RunFolder,
+              storage: Path | None, started: float, trial: platform.Trial, extra: dict[str, Any]) -> dict[str, Any]:
+    """The run's summary (written by the chief into the run folder): the last and the first
+    evaluation of the run folder, across resumes (step 0 included), the figures, and `extra`."""
     validations = run_folder.curves()["validation"] if trainer.is_world_process_zero() else {}
     summary = {
-        "output_dir": str(out_dir),
+        "output_dir": str(run_folder.path),
         "checkpoint_storage": str(storage) if storage else None,  # None: the cluster's storage
-        "latest_checkpoint": callback.latest_storage_id or resume,
+        "latest_checkpoint": callback.latest_storage_id or trial.latest_checkpoint,
         "global_step": trainer.state.global_step,
         "max_steps": trainer.state.max_steps,
         "preempted": callback.preempted,
         "train_loss": result.training_loss,
         "validation": validations[max(validations)] if validations else callback.last_validation,
         "first_validation": validations[min(validations)] if validations else {},
-        "memory_plan": dataclasses.asdict(plan) if plan else None,
-        "schema_pruning": {"train": train_fit, "valid": valid_fit},
-        "trainable_parameters": trainable,
-        "total_parameters": total,
+        **extra,
         "wall_time_s": time.time() - started,
         "peak_rss_gib": peak_rss_gib(),
         "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0,
-        "hparams": exp.resolved,
+        "hparams": run_folder.hparams,
     }
     if trainer.is_world_process_zero():
         run_folder.write_summary(summary)

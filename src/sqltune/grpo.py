@@ -1,0 +1,218 @@
+"""The GRPO stage: TRL's GRPOTrainer under the same Core API callback, run folder and evaluation.
+
+An experiment with a `grpo:` block in its hyperparameters runs here instead of SFT (train.py
+hands it over). It reads in run order: the start checkpoint (resolved before anything loads, so
+its model/lora settings go beside every checkpoint of this run), the TRL config, the policy, the
+prompts, the reward (rewards.py: execution match, runs, format; weighted), the trainer, resume.
+
+    trl.GRPOConfig(**training_args, num_generations=..., reward_weights=[...], ...)
+
+`training_args` goes in untouched, as in train.py; the GRPO fields come from our `grpo:` block.
+GRPOConfig is a TrainingArguments with other defaults for a few fields (learning_rate 1e-6 where
+HF has 5e-5, bf16 and gradient checkpointing on, logging every 10 steps): a field left out of
+`training_args` takes HF's default here, as in an SFT run (`hf_defaults`), so one YAML means one
+thing in both stages. Evaluation is ours, not TRL's: each evaluation generates SQL for
+`eval.generate_samples` validation rows and scores it per difficulty (evaluate.GenerationEval),
+the same metrics an SFT run reports. The start model is whatever `grpo.init_from` names (a
+checkpoint folder or UUID: an SFT adapter, trained further, or a full model), else the
+`model`/`lora` blocks as SFT would build it.
+
+Resume is the Trainer's: `trainer.train(resume_from_checkpoint=...)` restores the weights (the
+adapter), optimizer, scheduler, RNG states and the data order. The policy samples its own
+completions, so a resumed run draws what the uninterrupted one would have (a test checks it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import datasets
+import transformers
+import trl
+
+from sqltune import config, evaluate, model, platform, prune, rewards, rundir
+from sqltune import format as fmt
+from sqltune.data import rows as data_rows
+from sqltune.data import splits as data_splits
+from sqltune.errors import CheckpointNotFound, ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class SQLGRPOTrainer(trl.GRPOTrainer):
+    """TRL's GRPOTrainer whose evaluation is generated-SQL scoring (evaluate.GenerationEval).
+
+    TRL's own evaluation would sample `num_generations` completions per row and report their
+    reward; ours generates greedily, as a user would get, and reports the SFT stage's metrics."""
+
+    def __init__(self, *args: Any, generation: evaluate.GenerationEval | None = None, **kw: Any):
+        super().__init__(*args, **kw)
+        self.generation = generation
+
+    def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None,
+                 metric_key_prefix: str = "eval") -> dict[str, float]:
+        metrics = {}
+        if self.generation is not None:
+            found = self.generation(self.model, metric_key_prefix, self.state.global_step)
+            metrics = {f"{metric_key_prefix}_{k}": v for k, v in found.items()}
+        # HF's log, not GRPOTrainer's: that one would pour the pending training means into this line.
+        transformers.Trainer.log(self, metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+def start_checkpoint(ref: str | None) -> Path | None:
+    """The HF `checkpoint-N/` folder that `grpo.init_from` names (see `rundir.checkpoint_folder`);
+    None when it names none. It must hold sqltune's config copy, to rebuild the model from."""
+    if ref is None:
+        return None
+    inner = rundir.checkpoint_folder(ref, "hyperparameters.grpo.init_from", download=platform.download_checkpoint)
+    if rundir.read_config_copy(inner) is None:
+        raise CheckpointNotFound(f"hyperparameters.grpo.init_from: {inner} holds no checkpoint written by sqltune")
+    return inner
+
+
+def checkpoint_hparams(resolved: dict[str, Any], start: Path | None) -> dict[str, Any]:
+    """The hyperparameters written beside this run's checkpoints: ours, with the start checkpoint's
+    model, lora and quantization, so that `load_checkpoint` rebuilds the model this run trains."""
+    if start is None:
+        return resolved
+    saved = rundir.read_config_copy(start)
+    return {**resolved, **{k: saved.get(k) for k in ("model", "lora", "quantization")}}
+
+
+def hf_defaults() -> dict[str, Any]:
+    """TrainingArguments' defaults where TRL's configs change them (TRL 1.16: learning_rate 1e-6,
+    logging_steps 10, gradient_checkpointing and bf16 on), so that `training_args` means in a GRPO
+    run what it means in an SFT run. Except `remove_unused_columns`, which stays TRL's False: the
+    reward reads the dataset's extra columns."""
+    hf = {f.name: f.default for f in dataclasses.fields(transformers.TrainingArguments)}
+    return {f.name: hf[f.name] for f in dataclasses.fields(trl.GRPOConfig)
+            if f.name in hf and f.name != "remove_unused_columns" and f.default != hf[f.name]
+            and f.default is not dataclasses.MISSING}
+
+
+def trl_args(targs: dict[str, Any], cfg: config.GRPOConfig) -> trl.GRPOConfig:
+    """`training_args` untouched, plus the GRPO fields of our block.
+
+    Raises:
+        ConfigError: TRL refuses the combination (e.g. the batch is no multiple of num_generations),
+            or `remove_unused_columns` would drop the columns the reward reads.
+    """
+    if targs.get("remove_unused_columns"):
+        raise ConfigError(["training_args.remove_unused_columns: a GRPO run needs the dataset's gold, db_path and "
+                           "schema columns for its reward; remove the field (TRL's default is false)"])
+    try:
+        return trl.GRPOConfig(
+            **{**hf_defaults(), **targs},
+            num_generations=cfg.num_generations,
+            max_completion_length=cfg.max_completion_length,
+            temperature=cfg.temperature,
+            beta=cfg.beta,
+            num_generations_eval=1,  # TRL's evaluation is replaced by ours; 1 drops its eval-batch constraint
+            reward_weights=[getattr(cfg.rewards, p) for p in rewards.PARTS],
+        )
+    except ValueError as e:  # TRL names its own fields; ours carry the same names under grpo./training_args.
+        raise ConfigError([f"hyperparameters.grpo / training_args: TRL's GRPOConfig refuses them: {e} (each step "
+                           "samples per_device_train_batch_size x processes x gradient_accumulation_steps completions "
+                           "in groups of grpo.num_generations)"]) from None
+
+
+def check_eval(args: transformers.TrainingArguments, eval_cfg: config.EvalConfig, searcher: dict[str, Any]) -> None:
+    """Refuse, before any model loads, evaluation settings a GRPO run can't honour."""
+    if searcher.get("metric") in ("eval_loss", "eval_accuracy"):
+        raise ConfigError([
+            f"searcher.metric: a GRPO run reports no {searcher['metric']} (it evaluates generated SQL only); "
+            "use one of its metrics, e.g. eval_execution_accuracy (smaller_is_better: false)"])
+    if args.eval_strategy != "no" and not eval_cfg.generate_samples:
+        raise ConfigError([
+            f"hyperparameters.eval.generate_samples: a GRPO run evaluates by generation only; set it above 0, "
+            f"or set training_args.eval_strategy: 'no' (it is {args.eval_strategy.value!r})"])
+
+
+def load_policy(hp: config.Hyperparameters, start: Path | None,
+                args: transformers.TrainingArguments) -> tuple[Any, Any]:
+    """(model to train, tokenizer): the start checkpoint with its adapter trainable, or a fresh
+    model as SFT builds it. Generation stops at the chat template's end of turn."""
+    if start is None:
+        tokenizer = model.load_tokenizer(hp.model)
+        transformers.set_seed(args.seed)  # LoRA's random init
+        net = model.load_model(hp.model, tokenizer, hp.lora, hp.quantization, args.gradient_checkpointing)
+    else:
+        log.info("GRPO starts from %s", start)
+        net, tokenizer, _ = model.load_checkpoint(start)
+        if hasattr(net, "peft_config"):  # loaded for inference: the adapter comes frozen
+            net.peft_config["default"].inference_mode = False
+            for name, p in net.named_parameters():
+                if "lora_" in name:
+                    p.requires_grad_(True)
+        net.train()
+    net.generation_config.eos_token_id = fmt.end_of_turn_ids(tokenizer)
+    return net, tokenizer
+
+
+def prompt_dataset(rows: list[dict[str, Any]], tokenizer: Any, system_prompt: str) -> datasets.Dataset:
+    """TRL's standard (text) prompt format, with the columns the reward reads."""
+    return datasets.Dataset.from_list([
+        {"prompt": fmt.prompt_text(r, tokenizer, system_prompt), "gold": data_rows.golds(r),
+         "db_path": r.get("db_path") or "", "schema": r.get("input") or ""}
+        for r in rows])
+
+
+def run(exp: config.Experiment, trial: platform.Trial, *, fresh: bool = False,
+        callbacks: list[transformers.TrainerCallback] = ()) -> dict[str, Any]:
+    """Train one GRPO trial; returns the summary, which the run folder also keeps."""
+    from sqltune.train import EvaluateAtStart, core_session, fit, summarize
+
+    started = time.time()
+    hp = exp.hparams
+    targs = hp.training_args
+    out_dir = Path(targs["output_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = start_checkpoint(hp.grpo.init_from)
+    run_folder = rundir.RunFolder(out_dir, hparams=checkpoint_hparams(exp.resolved, start))
+
+    with core_session(exp, trial, run_folder, fresh) as (core, storage):
+        args = trl_args(targs, hp.grpo)
+        platform.check_searcher(trial.searcher, args)
+        check_eval(args, hp.eval, trial.searcher)
+
+        net, tokenizer = load_policy(hp, start, args)
+        splits = data_splits.load_splits(hp.data)
+        train_rows, train_fit = prune.prepare(list(splits["train"]), tokenizer, hp.format, use_gold=True, name="train")
+        valid_rows, valid_fit = prune.prepare(list(splits["valid"]), tokenizer, hp.format, use_gold=False, name="valid")
+        train_ds = prompt_dataset(train_rows, tokenizer, hp.format.system_prompt)
+        log.info("GRPO data: %d train prompts, %d generations each", len(train_ds), hp.grpo.num_generations)
+        trainable, total = model.count_parameters(net)
+
+        generation = None
+        if hp.eval.generate_samples:
+            generation = evaluate.GenerationEval(valid_rows, tokenizer, hp.format.system_prompt, hp.eval, run_folder)
+        scorer = rewards.Scorer(timeout_s=hp.grpo.sql_timeout_s, fuzz_dir=config.cache_root() / "fuzz")
+        callback = platform.CoreCallback(core, trial=trial, run=run_folder)
+        trainer = SQLGRPOTrainer(
+            model=net,
+            reward_funcs=rewards.reward_functions(scorer),
+            args=args,
+            train_dataset=train_ds,
+            eval_dataset=prompt_dataset(generation.rows, tokenizer, hp.format.system_prompt) if generation else None,
+            processing_class=tokenizer,
+            callbacks=[callback, *callbacks],
+            generation=generation,
+        )
+
+        if hp.eval.at_start and generation is not None and trial.latest_checkpoint is None:
+            trainer.add_callback(EvaluateAtStart(trainer))
+        result = fit(trainer, core, trial)
+
+    return summarize(trainer, callback, result, run_folder, storage, started, trial, {
+        "start_checkpoint": str(start) if start else None,
+        "memory_plan": None,
+        "schema_pruning": {"train": train_fit, "valid": valid_fit},
+        "trainable_parameters": trainable,
+        "total_parameters": total,
+    })

@@ -1,0 +1,141 @@
+"""The GRPO stage on a tiny from-scratch Llama: TRL's GRPOTrainer, our callback, the off-cluster Core API."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import read_metrics, tiny_config, write_config
+from sqltune_with_seams import preempt_at
+from sqltune import cli, model, rewards
+
+REWARD_KEYS = ("reward", "rewards/execution/mean", "rewards/runs/mean", "rewards/format/mean")
+
+
+def train(tmp: Path, cfg: dict) -> int:
+    return cli.main(["train", str(write_config(tmp, cfg))])
+
+
+def sft_checkpoint(tmp: Path) -> str:
+    """A one-step SFT LoRA run; the UUID of its checkpoint."""
+    cfg = tiny_config(tmp, train={"memory_plan": False})
+    cfg["hyperparameters"]["training_args"].update(max_steps=1, save_steps=1, eval_strategy="no")
+    assert train(tmp, cfg) == 0
+    return json.loads((tmp / "run" / "summary.json").read_text())["latest_checkpoint"]
+
+
+def grpo_config(tmp: Path, init_from: str | None) -> dict:
+    cfg = tiny_config(tmp)
+    hp = cfg["hyperparameters"]
+    hp["grpo"] = {"init_from": init_from, "num_generations": 2, "max_completion_length": 8}
+    hp["eval"] = {"generate_samples": 2, "max_new_tokens": 8}
+    hp["training_args"].update(max_steps=2, eval_steps=2, save_steps=2, learning_rate=1e-2)
+    cfg["searcher"]["metric"] = "eval_valid_sql"
+    cfg["searcher"]["smaller_is_better"] = False
+    return cfg
+
+
+@pytest.fixture
+def varied_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A random 2-layer model writes no SQL, so every real part would be 0 and every advantage 0:
+    the format part here follows the completion's length, so rewards differ and the policy moves.
+    tests/test_rewards.py checks the real parts."""
+    monkeypatch.setattr(rewards, "format_score", lambda completion: float(len(completion) % 2))
+
+
+def test_grpo_from_sft_adapter_reports_rewards_checkpoints_and_resumes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, varied_format: None) -> None:
+    (tmp_path / "sft").mkdir()
+    start = sft_checkpoint(tmp_path / "sft")
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    whole.mkdir(), split.mkdir()
+
+    assert train(whole, grpo_config(whole, start)) == 0
+    metrics = read_metrics(whole / "run")
+    steps = [m for m in metrics if m["group"] == "training"]
+    assert [m["batches"] for m in steps] == [1, 2]
+    assert all(k in m for m in steps for k in REWARD_KEYS)
+    assert any(m["reward"] > 0 for m in steps)
+    [valid] = [m for m in metrics if m["group"] == "validation"]
+    assert valid["batches"] == 2 and "eval_valid_sql" in valid and "eval_bleu" in valid
+
+    summary = json.loads((whole / "run" / "summary.json").read_text())
+    stored = whole / "run" / "checkpoints" / summary["latest_checkpoint"] / "checkpoint-2"
+    assert {"adapter_model.safetensors", "sqltune_config.yaml", "optimizer.pt"} <= {p.name for p in stored.iterdir()}
+    first = cli.checkpoint_folder(start)
+    before, after = load_file(first / "adapter_model.safetensors"), load_file(stored / "adapter_model.safetensors")
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before)  # the SFT adapter trained on
+    _, _, hp = model.load_checkpoint(stored)  # the GRPO checkpoint loads as any other
+    assert hp.lora.enabled and hp.grpo is not None
+
+    cfg = grpo_config(split, start)
+    cfg["hyperparameters"]["training_args"]["save_steps"] = 100  # only the preemption saves
+    with monkeypatch.context() as m:
+        preempt_at(1, m.setattr)
+        assert train(split, cfg) == 0
+    first_half = json.loads((split / "run" / "summary.json").read_text())
+    assert first_half["preempted"] and first_half["global_step"] == 1
+    assert train(split, cfg) == 0
+    second_half = json.loads((split / "run" / "summary.json").read_text())
+    assert not second_half["preempted"] and second_half["global_step"] == 2
+
+    def by_step(run: Path) -> dict[int, dict]:
+        return {m["batches"]: m for m in read_metrics(run) if m["group"] == "training"}
+
+    a, b = by_step(whole / "run"), by_step(split / "run")
+    assert sorted(b) == [1, 2]
+    for step in (1, 2):
+        for key in ("loss", "grad_norm", "entropy", *REWARD_KEYS):
+            assert a[step][key] == pytest.approx(b[step][key], abs=1e-6), (step, key)
+    resumed = load_file(split / "run" / "checkpoints" / second_half["latest_checkpoint"] / "checkpoint-2"
+                        / "adapter_model.safetensors")
+    for k in after:
+        torch.testing.assert_close(resumed[k], after[k])
+
+
+def test_init_from_that_names_nothing_is_one_clear_message(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert train(tmp_path, grpo_config(tmp_path, str(tmp_path / "nowhere"))) != 0
+    err = capsys.readouterr().err
+    assert "hyperparameters.grpo.init_from" in err and "Traceback" not in err
+
+
+def test_grpo_from_a_full_model_folder_moves_its_weights(tmp_path: Path, varied_format: None) -> None:
+    (tmp_path / "sft").mkdir()
+    cfg = tiny_config(tmp_path / "sft", lora=False, train={"memory_plan": False})
+    cfg["hyperparameters"]["training_args"].update(max_steps=1, save_steps=1, eval_strategy="no")
+    assert train(tmp_path / "sft", cfg) == 0
+    uuid = json.loads((tmp_path / "sft" / "run" / "summary.json").read_text())["latest_checkpoint"]
+    folder = cli.checkpoint_folder(uuid)  # init_from as a path this time
+
+    cfg = grpo_config(tmp_path, str(folder))
+    cfg["hyperparameters"]["eval"] = {"generate_samples": 0}
+    cfg["hyperparameters"]["training_args"].update(max_steps=1, save_steps=1, eval_strategy="no")
+    cfg["searcher"]["metric"] = "loss"
+    assert train(tmp_path, cfg) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["trainable_parameters"] == summary["total_parameters"]
+    stored = tmp_path / "run" / "checkpoints" / summary["latest_checkpoint"] / "checkpoint-1"
+    before, after = load_file(folder / "model.safetensors"), load_file(stored / "model.safetensors")
+    key = "model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(before[key], after[key])
+
+
+def test_a_batch_that_does_not_split_into_groups_is_one_clear_message(tmp_path: Path, capsys) -> None:
+    cfg = grpo_config(tmp_path, None)
+    cfg["hyperparameters"]["grpo"]["num_generations"] = 3  # 4 completions per step: no whole groups of 3
+    assert train(tmp_path, cfg) != 0
+    err = capsys.readouterr().err
+    assert "hyperparameters.grpo / training_args" in err and "num_generations (3)" in err and "Traceback" not in err
+
+
+def test_a_searcher_metric_grpo_never_reports_is_refused_at_start(tmp_path: Path, capsys) -> None:
+    cfg = grpo_config(tmp_path, None)
+    cfg["searcher"]["metric"] = "eval_loss"
+    assert train(tmp_path, cfg) != 0
+    err = capsys.readouterr().err
+    assert "searcher.metric: a GRPO run reports no eval_loss" in err and "Traceback" not in err
