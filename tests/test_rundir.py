@@ -129,6 +129,19 @@ def test_a_uuid_is_found_from_any_folder_through_the_index(tmp_path: Path, monke
         cli.checkpoint_folder(str(elsewhere))
 
 
+def test_a_run_folder_stands_for_its_latest_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SQLTUNE_CACHE", str(tmp_path / "cache"))
+    run = rundir.RunFolder(_mkdir(tmp_path / "run"))
+    _stored(run.path / "checkpoints", "1111-aaaa", 40)
+    _stored(run.path / "checkpoints", "2222-bbbb", 80)
+    run.record_checkpoint("1111-aaaa", 40, "checkpoint-40")  # the pointer wins, not the highest step
+    monkeypatch.chdir(_mkdir(tmp_path / "elsewhere"))
+    assert cli.checkpoint_folder(str(run.path)) == run.path / "checkpoints" / "1111-aaaa" / "checkpoint-40"
+    run.record_checkpoint("3333-cccc", 120, "checkpoint-120")  # deleted, or never downloaded
+    with pytest.raises(CheckpointNotFound, match="names its latest checkpoint 3333-cccc, which is not on this machine"):
+        cli.checkpoint_folder(str(run.path))
+
+
 def test_a_torn_index_counts_as_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SQLTUNE_CACHE", str(tmp_path))
     (tmp_path / rundir.STORAGE_INDEX).write_text('["/x", ')

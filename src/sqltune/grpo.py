@@ -39,6 +39,7 @@ from sqltune import format as fmt
 from sqltune.data import rows as data_rows
 from sqltune.data import splits as data_splits
 from sqltune.errors import CheckpointNotFound, ConfigError
+from sqltune.model.lora import use_fused_lora
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,7 @@ def load_policy(hp: config.Hyperparameters, start: Path | None,
             for name, p in net.named_parameters():
                 if "lora_" in name:
                     p.requires_grad_(True)
+            use_fused_lora(net)  # as an SFT run trains it: one fused node per LoRA layer
         net.train()
     net.generation_config.eos_token_id = fmt.end_of_turn_ids(tokenizer)
     return net, tokenizer

@@ -163,9 +163,12 @@ def remember_storage(storage: Path) -> None:
 
 
 def find_checkpoint(ref: str, search_root: Path = Path(".")) -> Path | None:
-    """A local folder for `ref`: the path itself, or a checkpoint UUID in a known storage or in
-    `**/checkpoints/` below `search_root`. None when this machine has no such thing."""
+    """A local folder for `ref`: the path itself (a run folder stands for its latest checkpoint),
+    or a checkpoint UUID in a known storage or in `**/checkpoints/` below `search_root`. None when
+    this machine has no such thing."""
     path = Path(ref).expanduser()
+    if (path / LATEST).is_file():
+        return find_checkpoint(RunFolder(path).latest_checkpoint() or "", path)
     if path.exists():
         return path
     if "/" in ref or not ref:
@@ -177,12 +180,15 @@ def find_checkpoint(ref: str, search_root: Path = Path(".")) -> Path | None:
 
 
 def checkpoint_folder(ref: str, field: str, download: Callable[[str], Path] | None = None) -> Path:
-    """The HF `checkpoint-N/` that `ref` names: a folder (a checkpoint-N, or a stored checkpoint
-    holding one), the UUID of a checkpoint stored on this machine (from any working directory), or,
+    """The HF `checkpoint-N/` that `ref` names: a folder (a checkpoint-N, a stored checkpoint
+    holding one, or a run folder: its latest checkpoint), the UUID of a checkpoint stored on this machine (from any working directory), or,
     with DET_MASTER set and a `download`, one on the cluster. `field` names it in the error."""
     folder = find_checkpoint(ref)
     if folder is None and download is not None and os.environ.get("DET_MASTER"):
         folder = download(ref)
+    if folder is None and (Path(ref).expanduser() / LATEST).is_file():
+        raise CheckpointNotFound(f"{field}: the run folder '{ref}' names its latest checkpoint "
+                                 f"{RunFolder(Path(ref).expanduser()).latest_checkpoint()}, which is not on this machine")
     if folder is None:
         raise CheckpointNotFound(
             f"{field}: '{ref}' is neither a folder nor the UUID of a checkpoint stored on this machine "
