@@ -1,4 +1,4 @@
-"""`python -m sqltune`, plus two test-only seams, each switched on by an environment variable.
+"""`python -m sqltune`, plus three test-only seams, each switched on by an environment variable.
 
 The distributed tests launch this file under torchrun or deepspeed in place of `-m sqltune`:
 a monkeypatch in the pytest process does not reach the ranks, and product code carries no test
@@ -7,6 +7,9 @@ hooks. Everything else is the real entry point (`cli.main`).
     SQLTUNE_TEST_PREEMPT_AT=k    the real DummyPreemptContext answers True on its k-th question
                                  (our callback asks once per step, on every rank), keeping its
                                  chief-broadcast behaviour: every rank stops at step k.
+    SQLTUNE_TEST_VARIED_FORMAT=1 the GRPO reward's format part follows the completion's length
+                                 (a random tiny model writes no SQL, so every real part would
+                                 be 0 and every advantage 0); tests/test_rewards.py checks it.
     SQLTUNE_TEST_LOAD_PROBE=DIR  right after `model.load_model` returns inside `train.run`, each
                                  rank writes DIR/rank<R>.json: the parameter elements it holds
                                  (`numel()`) and their full sizes (`ds_numel` under ZeRO-3).
@@ -35,6 +38,12 @@ def preempt_at(k: int, set_attr=setattr) -> None:  # noqa: ANN001 - pytest's mon
     set_attr(core.DummyPreemptContext, "should_preempt", should_preempt)
 
 
+def varied_format(set_attr=setattr) -> None:  # noqa: ANN001 - pytest's monkeypatch.setattr fits too
+    from sqltune import rewards
+
+    set_attr(rewards, "format_score", lambda completion: float(len(completion) % 2))
+
+
 def probe_load(out: Path) -> None:
     from sqltune import model
 
@@ -58,6 +67,8 @@ def probe_load(out: Path) -> None:
 if __name__ == "__main__":
     if os.environ.get("SQLTUNE_TEST_PREEMPT_AT"):
         preempt_at(int(os.environ["SQLTUNE_TEST_PREEMPT_AT"]))
+    if os.environ.get("SQLTUNE_TEST_VARIED_FORMAT"):
+        varied_format()
     if os.environ.get("SQLTUNE_TEST_LOAD_PROBE"):
         probe_load(Path(os.environ["SQLTUNE_TEST_LOAD_PROBE"]))
     from sqltune.cli import main

@@ -10,8 +10,9 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import read_metrics, tiny_config, write_config
+import sqltune_with_seams
 from sqltune_with_seams import preempt_at
-from sqltune import cli, model, rewards
+from sqltune import cli, config, model
 
 REWARD_KEYS = ("reward", "rewards/execution/mean", "rewards/runs/mean", "rewards/format/mean")
 
@@ -44,7 +45,7 @@ def varied_format(monkeypatch: pytest.MonkeyPatch) -> None:
     """A random 2-layer model writes no SQL, so every real part would be 0 and every advantage 0:
     the format part here follows the completion's length, so rewards differ and the policy moves.
     tests/test_rewards.py checks the real parts."""
-    monkeypatch.setattr(rewards, "format_score", lambda completion: float(len(completion) % 2))
+    sqltune_with_seams.varied_format(monkeypatch.setattr)
 
 
 def test_grpo_from_sft_adapter_reports_rewards_checkpoints_and_resumes(
@@ -139,3 +140,24 @@ def test_a_searcher_metric_grpo_never_reports_is_refused_at_start(tmp_path: Path
     assert train(tmp_path, cfg) != 0
     err = capsys.readouterr().err
     assert "searcher.metric: a GRPO run reports no eval_loss" in err and "Traceback" not in err
+
+
+def test_grpo_training_args_are_trl_grpoconfig_fields(tmp_path: Path) -> None:
+    """A GRPO run's training_args go to trl.GRPOConfig untouched: its own fields are accepted,
+    the few our grpo block sets are refused with the place to set them, and an SFT run still
+    takes TrainingArguments' fields only."""
+    cfg = grpo_config(tmp_path, None)
+    cfg["hyperparameters"]["training_args"].update(loss_type="grpo", epsilon=0.3, log_completions=True)
+    exp = config.load(write_config(tmp_path, cfg))
+    assert exp.hparams.training_args["loss_type"] == "grpo"
+
+    cfg["hyperparameters"]["training_args"].update(num_generations=8, epsilon="wide")
+    with pytest.raises(config.ConfigError) as e:
+        config.load(write_config(tmp_path, cfg))
+    assert "hyperparameters.training_args.num_generations: set it as hyperparameters.grpo.num_generations" in str(e.value)
+    assert "hyperparameters.training_args.epsilon: input should be a valid number" in str(e.value)
+
+    sft = tiny_config(tmp_path)
+    sft["hyperparameters"]["training_args"]["loss_type"] = "grpo"
+    with pytest.raises(config.ConfigError, match="training_args.loss_type: not a transformers.TrainingArguments field"):
+        config.load(write_config(tmp_path, sft))

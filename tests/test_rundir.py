@@ -48,15 +48,18 @@ print("heavy:", heavy)
 
 
 def test_training_args_snapshot_matches_the_installed_transformers() -> None:
-    """The snapshot that lets config errors skip importing transformers is that version's fields."""
+    """The snapshot that lets config errors skip importing transformers is that version's fields
+    (and trl.GRPOConfig's own, for GRPO runs)."""
     import importlib.metadata
 
     snapshot = json.loads(training_args.SNAPSHOT.read_text())
     assert snapshot["transformers"] == importlib.metadata.version("transformers")
-    live = {name: training_args.encode(t) for name, t in training_args.live_fields().items()}
-    assert snapshot["fields"] == live
-    decoded = {name: training_args.encode(training_args.decode(spec)) for name, spec in snapshot["fields"].items()}
-    assert decoded == live  # what the checks use round-trips
+    assert snapshot["trl"] == importlib.metadata.version("trl")
+    assert snapshot == training_args.snapshot_now()
+    assert {"loss_type", "epsilon", "num_iterations", "log_completions"} <= set(snapshot["grpo_fields"])
+    for block in ("fields", "grpo_fields"):  # what the checks use round-trips
+        decoded = {name: training_args.encode(training_args.decode(spec)) for name, spec in snapshot[block].items()}
+        assert decoded == snapshot[block]
 
 
 def test_another_transformers_version_reads_the_fields_live(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

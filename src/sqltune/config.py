@@ -278,7 +278,7 @@ def build(raw: dict[str, Any], overrides: list[str] = (), path: Path | None = No
     if not isinstance(targs, dict):
         problems.append("hyperparameters.training_args: required mapping is missing")
     else:
-        problems.extend(training_args.problems(targs, path.parent if path else None))
+        problems.extend(training_args.problems(targs, path.parent if path else None, grpo=isinstance(hp.get("grpo"), dict)))
     hparams = None
     try:
         hparams = Hyperparameters.model_validate(hp)

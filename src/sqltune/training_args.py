@@ -1,4 +1,5 @@
-"""The `training_args:` block, checked against `transformers.TrainingArguments` before anything loads.
+"""The `training_args:` block, checked against `transformers.TrainingArguments` (a GRPO run:
+`trl.GRPOConfig`) before anything loads.
 
 transformers stores whatever it is given (`learning_rate: "1e-5"` fails only at the first
 optimizer step), so the names, scalar types, enum values and a few ranges are checked here.
@@ -26,22 +27,41 @@ from typing import Any, Literal
 SNAPSHOT = Path(__file__).with_name("training_args_fields.json")
 
 
+# A GRPO run's `training_args` go to trl.GRPOConfig, a TrainingArguments with fields of its own
+# (loss_type, epsilon, num_iterations, scale_rewards, log_completions, ...); these few come from
+# our `grpo:` block instead (grpo.trl_args), so one value has one place.
+GRPO_BLOCK = {"num_generations": "num_generations", "max_completion_length": "max_completion_length",
+              "temperature": "temperature", "beta": "beta", "reward_weights": "rewards",
+              "num_generations_eval": None}
+
+
+def _versions() -> dict[str, str]:
+    return {name: importlib.metadata.version(name) for name in ("transformers", "trl")}
+
+
 @functools.cache
-def fields() -> dict[str, Any]:
-    """TrainingArguments' field types by name, from the snapshot when it matches the installed transformers."""
+def fields(grpo: bool = False) -> dict[str, Any]:
+    """The field types by name of TrainingArguments (or, for a GRPO run, trl.GRPOConfig), from the
+    snapshot when it matches the installed transformers and trl."""
     try:
         snapshot = json.loads(SNAPSHOT.read_text())
-        if snapshot["transformers"] == importlib.metadata.version("transformers"):
-            return {name: decode(spec) for name, spec in snapshot["fields"].items()}
+        if {k: snapshot[k] for k in ("transformers", "trl")} == _versions():
+            specs = {**snapshot["fields"], **(snapshot["grpo_fields"] if grpo else {})}
+            return {name: decode(spec) for name, spec in specs.items()}
     except (OSError, ValueError, KeyError, importlib.metadata.PackageNotFoundError):
         pass
-    return live_fields()
+    return live_fields(grpo)
 
 
-def live_fields() -> dict[str, Any]:
+def live_fields(grpo: bool = False) -> dict[str, Any]:
     import transformers
 
-    return {f.name: f.type for f in dataclasses.fields(transformers.TrainingArguments)}
+    found = {f.name: f.type for f in dataclasses.fields(transformers.TrainingArguments)}
+    if grpo:
+        import trl
+
+        found.update({f.name: f.type for f in dataclasses.fields(trl.GRPOConfig) if f.name not in found})
+    return found
 
 
 def encode(annotation: Any) -> Any:
@@ -82,12 +102,19 @@ def decode(spec: Any) -> Any:
     return type(spec["other"], (), {})
 
 
-def problems(targs: dict[str, Any], base: Path | None) -> list[str]:
+def problems(targs: dict[str, Any], base: Path | None, grpo: bool = False) -> list[str]:
     """Every problem of a `training_args:` mapping (`base`: the YAML's folder, for a relative
-    deepspeed path). A bare YAML `no` read as false is turned back into "no" in `targs`."""
+    deepspeed path; `grpo`: the run is a GRPO stage, whose fields are trl.GRPOConfig's). A bare
+    YAML `no` read as false is turned back into "no" in `targs`."""
     problems: list[str] = []
-    known = fields()
+    known = fields(grpo)
+    owner = "trl.GRPOConfig" if grpo else "transformers.TrainingArguments"
     for key, value in list(targs.items()):
+        if grpo and key in GRPO_BLOCK:
+            ours = GRPO_BLOCK[key]
+            problems.append(f"hyperparameters.training_args.{key}: " + (
+                f"set it as hyperparameters.grpo.{ours}" if ours else "sqltune's evaluation replaces TRL's; remove it"))
+            continue
         choices = _enum_choices(known.get(key))
         if isinstance(value, bool) and choices:
             if value is False and "no" in choices:  # YAML 1.1 reads a bare `no` as false
@@ -97,7 +124,7 @@ def problems(targs: dict[str, Any], base: Path | None) -> list[str]:
                             f"YAML reads bare yes/no/on/off as booleans: quote the word, e.g. {key}: \"no\"")
             continue
         if key not in known:
-            problems.append(f"hyperparameters.training_args.{key}: not a transformers.TrainingArguments field")
+            problems.append(f"hyperparameters.training_args.{key}: not a {owner} field")
         elif (why := _scalar_problem(value, known[key])) is not None:
             problems.append(f"hyperparameters.training_args.{key}: {why}")
         elif key in POSITIVE and isinstance(value, (int, float)) and value <= 0:
@@ -215,13 +242,23 @@ def _describe(annotation: Any) -> str:
 
 
 
+def snapshot_now() -> dict[str, Any]:
+    """What the snapshot holds for the installed versions."""
+    base = {name: encode(t) for name, t in live_fields().items()}
+    extra = {name: encode(t) for name, t in live_fields(grpo=True).items() if name not in base}
+    return {**_versions(), "fields": base, "grpo_fields": extra}
+
+
 def write_snapshot() -> None:
-    fields_now = {name: encode(t) for name, t in live_fields().items()}
-    lines = [f"  {json.dumps(name)}: {json.dumps(spec)}" for name, spec in sorted(fields_now.items())]
-    version = json.dumps(importlib.metadata.version("transformers"))
-    SNAPSHOT.write_text(f'{{"transformers": {version}, "fields": {{\n' + ",\n".join(lines) + "\n}}\n")
+    now = snapshot_now()
+
+    def block(specs: dict[str, Any]) -> str:  # one field a line, so a version bump diffs readably
+        return "{\n" + ",\n".join(f"  {json.dumps(n)}: {json.dumps(s)}" for n, s in sorted(specs.items())) + "\n}"
+
+    SNAPSHOT.write_text(f'{{"transformers": {json.dumps(now["transformers"])}, "trl": {json.dumps(now["trl"])},\n'
+                        f'"fields": {block(now["fields"])},\n"grpo_fields": {block(now["grpo_fields"])}}}\n')
 
 
 if __name__ == "__main__":
     write_snapshot()
-    print(f"wrote {SNAPSHOT} for transformers {importlib.metadata.version('transformers')}", file=sys.stderr)
+    print(f"wrote {SNAPSHOT} for {_versions()}", file=sys.stderr)
