@@ -63,6 +63,11 @@ def test_grpo_from_sft_adapter_reports_rewards_checkpoints_and_resumes(
     assert any(m["reward"] > 0 for m in steps)
     [valid] = [m for m in metrics if m["group"] == "validation"]
     assert valid["batches"] == 2 and "eval_valid_sql" in valid and "eval_bleu" in valid
+    sampled = [json.loads(line) for line in (whole / "run" / "completions" / "rank-0.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in sampled] == [1] * 4 + [2] * 4  # 2 prompts x 2 completions a step
+    logged = {1: steps[0]["rewards/format/mean"], 2: steps[1]["rewards/format/mean"]}
+    assert all(sum(r["format"] for r in sampled if r["step"] == s) / 4 == logged[s] for s in (1, 2))
+    assert all(r["question"] and r["gold"] and {"execution", "runs"} <= r.keys() for r in sampled)
 
     summary = json.loads((whole / "run" / "summary.json").read_text())
     stored = whole / "run" / "checkpoints" / summary["latest_checkpoint"] / "checkpoint-2"

@@ -7,7 +7,10 @@ prompts, the reward (rewards.py: execution match, runs, format; weighted), the t
 
     trl.GRPOConfig(**training_args, num_generations=..., reward_weights=[...], ...)
 
-`training_args` goes in untouched, as in train.py; the GRPO fields come from our `grpo:` block.
+`training_args` goes in untouched, as in train.py, and may hold any trl.GRPOConfig field
+(loss_type, epsilon, num_iterations, scale_rewards, ...; config.py checks them against that
+class); the few our `grpo:` block owns (training_args.GRPO_BLOCK) come from it. Each rank
+appends its sampled completions and their rewards to `completions/rank-R.jsonl` in the run folder.
 GRPOConfig is a TrainingArguments with other defaults for a few fields (learning_rate 1e-6 where
 HF has 5e-5, bf16 and gradient checkpointing on, logging every 10 steps): a field left out of
 `training_args` takes HF's default here, as in an SFT run (`hf_defaults`), so one YAML means one
@@ -161,7 +164,7 @@ def prompt_dataset(rows: list[dict[str, Any]], tokenizer: Any, system_prompt: st
     """TRL's standard (text) prompt format, with the columns the reward reads."""
     return datasets.Dataset.from_list([
         {"prompt": fmt.prompt_text(r, tokenizer, system_prompt), "gold": data_rows.golds(r),
-         "db_path": r.get("db_path") or "", "schema": r.get("input") or ""}
+         "db_path": r.get("db_path") or "", "schema": r.get("input") or "", "question": r["instruction"]}
         for r in rows])
 
 
@@ -194,7 +197,9 @@ def run(exp: config.Experiment, trial: platform.Trial, *, fresh: bool = False,
         generation = None
         if hp.eval.generate_samples:
             generation = evaluate.GenerationEval(valid_rows, tokenizer, hp.format.system_prompt, hp.eval, run_folder)
-        scorer = rewards.Scorer(timeout_s=hp.grpo.sql_timeout_s, fuzz_dir=config.cache_root() / "fuzz")
+        rank = args.process_index
+        scorer = rewards.Scorer(timeout_s=hp.grpo.sql_timeout_s, fuzz_dir=config.cache_root() / "fuzz",
+                                record=lambda records: run_folder.log_completions(rank, records))
         callback = platform.CoreCallback(core, trial=trial, run=run_folder)
         trainer = SQLGRPOTrainer(
             model=net,

@@ -97,15 +97,20 @@ def score_completion(
 
 
 class Scorer:
-    """`score_completion` over a batch, remembering the last batch's answers for the next part."""
+    """`score_completion` over a batch, remembering the last batch's answers for the next part.
 
-    def __init__(self, *, timeout_s: float, fuzz_dir: Path | None) -> None:
+    `record(records)`, when given, receives each newly scored batch: one dict per completion
+    (step, question, completion, its parts, gold), for the run folder."""
+
+    def __init__(self, *, timeout_s: float, fuzz_dir: Path | None,
+                 record: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
         self.timeout_s = timeout_s
         self.fuzz_dir = fuzz_dir
+        self.record = record
         self._last: tuple[tuple, list[Parts]] | None = None
 
     def __call__(self, completions: list[Any], gold: list[list[str]], db_path: list[str | None],
-                 schema: list[str | None]) -> list[Parts]:
+                 schema: list[str | None], step: int = 0, question: list[str] | None = None) -> list[Parts]:
         texts = [_text(c) for c in completions]
         key = (tuple(texts), tuple(map(tuple, gold)), tuple(db_path), tuple(schema))
         if self._last is None or self._last[0] != key:
@@ -113,6 +118,9 @@ class Scorer:
                                       timeout_s=self.timeout_s, fuzz_dir=self.fuzz_dir)
                      for t, g, d, s in zip(texts, gold, db_path, schema)]
             self._last = (key, parts)
+            if self.record is not None:
+                self.record([{"step": step, "question": q, "completion": t, **dataclasses.asdict(p), "gold": g}
+                             for q, t, p, g in zip(question or [""] * len(texts), texts, parts, gold)])
         return self._last[1]
 
 
@@ -128,8 +136,10 @@ def reward_functions(scorer: Scorer) -> list[Callable[..., list[float]]]:
     `rewards/<name>/mean`). They read the dataset columns `gold`, `db_path` and `schema`."""
     def make(part: str) -> Callable[..., list[float]]:
         def reward(completions: list[Any], gold: list[list[str]], db_path: list[str | None],
-                   schema: list[str | None], **_: Any) -> list[float]:
-            return [getattr(p, part) for p in scorer(completions, gold, db_path, schema)]
+                   schema: list[str | None], question: list[str] | None = None, trainer_state: Any = None,
+                   **_: Any) -> list[float]:
+            step = trainer_state.global_step + 1 if trainer_state is not None else 0  # the step these train
+            return [getattr(p, part) for p in scorer(completions, gold, db_path, schema, step, question)]
 
         reward.__name__ = reward.__qualname__ = part
         return reward

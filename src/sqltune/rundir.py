@@ -5,6 +5,7 @@
         metrics.jsonl                 every reported metric, one JSON line per (group, step)
         latest_checkpoint.json        the newest checkpoint's storage ID: running again resumes from it
         predictions/eval-step-N.jsonl every generated query of an evaluation, scored (evaluate.py)
+        completions/rank-R.jsonl      a GRPO run's sampled completions with their rewards, per rank
         checkpoints/<uuid>/checkpoint-N/   the Core API's storage off-cluster (unless checkpoint_storage
                                       names another folder); each checkpoint-N/ holds sqltune_config.yaml
         runs/                         TensorBoard events, written by the HF Trainer
@@ -37,6 +38,7 @@ METRICS = "metrics.jsonl"
 LATEST = "latest_checkpoint.json"
 CONFIG_COPY = "sqltune_config.yaml"  # in every checkpoint-N/: the resolved hyperparameters
 PREDICTIONS = "predictions"
+COMPLETIONS = "completions"
 STUDY_DB = "study.db"
 STORAGE_INDEX = "checkpoint-storages.json"
 MAX_INDEXED = 200  # storages remembered, newest first
@@ -44,7 +46,7 @@ MAX_INDEXED = 200  # storages remembered, newest first
 
 @dataclasses.dataclass
 class RunFolder:
-    """One run's folder. Only the chief process writes to it."""
+    """One run's folder. Only the chief process writes to it (but for each rank's own completions file)."""
 
     path: Path
     hparams: dict[str, Any] | None = None  # copied into each checkpoint as sqltune_config.yaml
@@ -102,6 +104,13 @@ class RunFolder:
 
     def has_metrics(self) -> bool:
         return (self.path / METRICS).exists()
+
+    def log_completions(self, rank: int, records: list[dict[str, Any]]) -> None:
+        """Append a GRPO batch's sampled completions and rewards (every rank writes its own file)."""
+        folder = self.path / COMPLETIONS
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f"rank-{rank}.jsonl", "a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in records)
 
     def predictions(self, prefix: str, step: int) -> Path:
         """Where an evaluation's per-row generated SQL goes (`prefix` is the Trainer's, e.g. eval)."""
