@@ -425,8 +425,6 @@ def test_grpo_two_ranks_with_torchrun(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="known bug (issue 16): under the deepspeed launcher GRPO's DeepSpeed config "
-                   "is built for world size 1 (train_batch_size 8 != 4 * 1 * 1) and both ranks stop at start")
 def test_grpo_full_model_under_zero3(tmp_path: Path) -> None:
     cfg = grpo(tmp_path, lora=False,
                training_args={"deepspeed": str(DS_CONFIGS / "ds_config_stage_3.json")})

@@ -171,7 +171,7 @@ def prompt_dataset(rows: list[dict[str, Any]], tokenizer: Any, system_prompt: st
 def run(exp: config.Experiment, trial: platform.Trial, *, fresh: bool = False,
         callbacks: list[transformers.TrainerCallback] = ()) -> dict[str, Any]:
     """Train one GRPO trial; returns the summary, which the run folder also keeps."""
-    from sqltune.train import EvaluateAtStart, core_session, fit, summarize
+    from sqltune.train import EvaluateAtStart, core_session, fit, start_deepspeed_comm, summarize
 
     started = time.time()
     hp = exp.hparams
@@ -183,6 +183,7 @@ def run(exp: config.Experiment, trial: platform.Trial, *, fresh: bool = False,
 
     with core_session(exp, trial, run_folder, fresh) as (core, storage):
         args = trl_args(targs, hp.grpo)
+        start_deepspeed_comm(args)
         platform.check_searcher(trial.searcher, args)
         check_eval(args, hp.eval, trial.searcher)
 

@@ -164,12 +164,7 @@ def run(
 
     with core_session(exp, trial, run_folder, fresh) as (core, storage):
         args = transformers.TrainingArguments(**targs)
-        if args.deepspeed and torch.distributed.is_initialized():
-            # With `use_cpu` HF starts torch.distributed but not deepspeed.comm, and ZeRO-3's
-            # zero.Init would then size the "auto" batch for a world of 1. A no-op on GPUs.
-            import deepspeed
-
-            deepspeed.init_distributed()
+        start_deepspeed_comm(args)
         platform.check_searcher(trial.searcher, args)
 
         tokenizer = model.load_tokenizer(hp.model)
@@ -216,6 +211,16 @@ def run(
         "trainable_parameters": trainable,
         "total_parameters": total,
     })
+
+
+def start_deepspeed_comm(args: transformers.TrainingArguments) -> None:
+    """Start deepspeed.comm beside torch.distributed when the run uses DeepSpeed. With `use_cpu`
+    HF starts torch.distributed but not deepspeed.comm, and ZeRO-3's zero.Init (and the DeepSpeed
+    config's "auto" batch) would then be sized for a world of 1. A no-op on GPUs."""
+    if args.deepspeed and torch.distributed.is_initialized():
+        import deepspeed
+
+        deepspeed.init_distributed()
 
 
 @contextlib.contextmanager
