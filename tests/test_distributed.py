@@ -342,22 +342,32 @@ def test_lora_under_zero2_with_torchrun(tmp_path: Path) -> None:
 # ---- generation eval across ranks --------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_generation_eval_is_the_same_on_one_process_ddp_and_zero3(tmp_path: Path) -> None:
-    """Step-0 generation eval of the same saved model: 5 rows (shards of 3 and 2, so ZeRO-3 ranks
-    must pad to step together), batch 1 so every row is computed alone on every layout. (Saved, not
-    from_config: zero.Init draws a random init differently from a single process.)"""
+def saved_tiny_model(folder: Path) -> Path:
+    """The tiny from-config model saved as a folder: loaded by name, every layout and a frozen
+    reference get the same weights (zero.Init draws a random init differently from one process)."""
     import transformers
 
     from sqltune import model as sqmodel
     from sqltune.config import ModelConfig
 
-    base = tmp_path / "base"
     tokenizer = sqmodel.load_tokenizer(ModelConfig(name="smollm2"))
     seeded = sqmodel.load_model(ModelConfig(from_config=TINY_LLAMA), tokenizer)
     seeded.__dict__.pop("forward", None)  # a plain model again before saving
-    seeded.save_pretrained(base)
+    seeded.save_pretrained(folder)
     assert isinstance(seeded, transformers.PreTrainedModel)
+    return folder
+
+
+def saved_model_block(folder: Path) -> dict[str, Any]:
+    return {"name": str(folder), "tokenizer": "smollm2", "from_config": None}
+
+
+@pytest.mark.slow
+def test_generation_eval_is_the_same_on_one_process_ddp_and_zero3(tmp_path: Path) -> None:
+    """Step-0 generation eval of the same saved model: 5 rows (shards of 3 and 2, so ZeRO-3 ranks
+    must pad to step together), batch 1 so every row is computed alone on every layout. (Saved, not
+    from_config: zero.Init draws a random init differently from a single process.)"""
+    base = saved_tiny_model(tmp_path / "base")
     gen = {"generate_samples": 5, "max_new_tokens": 8, "batch_size": 1, "at_start": True}
     ds = {"deepspeed": str(DS_CONFIGS / "ds_config_stage_3.json")}
     layouts = {
@@ -368,7 +378,7 @@ def test_generation_eval_is_the_same_on_one_process_ddp_and_zero3(tmp_path: Path
     predictions = {}
     for name, command in layouts.items():
         tmp = tmp_path / name
-        cfg = config(tmp, lora=False, eval=gen, model={"name": str(base), "tokenizer": "smollm2", "from_config": None},
+        cfg = config(tmp, lora=False, eval=gen, model=saved_model_block(base),
                      training_args=ds if name == "zero3" else {})
         ok(run(command(cfg), tmp / "log.txt"), tmp / "log.txt")
         rows = [json.loads(line) for line in (tmp / "run" / "predictions" / "eval-step-0.jsonl").read_text().splitlines()]
@@ -388,12 +398,12 @@ def test_generation_eval_is_the_same_on_one_process_ddp_and_zero3(tmp_path: Path
 GRPO_REWARDS = ("reward", "rewards/execution/mean", "rewards/runs/mean", "rewards/format/mean")
 
 
-def grpo(tmp: Path, **hp: Any) -> Path:
+def grpo(tmp: Path, beta: float = 0.0, **hp: Any) -> Path:
     """The tiny experiment as a GRPO stage from scratch (2 completions per prompt, 4 prompts per
     rank and step), 4 steps; evaluated every 2 with 2 sampled candidates per row, picked on the
     database, and checkpointed every 2."""
     tmp.mkdir(parents=True, exist_ok=True)
-    cfg = tiny_config(tmp, grpo={"num_generations": 2, "max_completion_length": 8},
+    cfg = tiny_config(tmp, grpo={"num_generations": 2, "max_completion_length": 8, "beta": beta},
                       eval={"generate_samples": 4, "max_new_tokens": 8, "candidates": 2, "decoding": "sample"}, **hp)
     cfg["hyperparameters"]["training_args"].update(max_steps=4, eval_steps=2, save_steps=2, learning_rate=1e-2)
     cfg["searcher"].update(metric="eval_fuzz_execution_accuracy", smaller_is_better=False)  # the rows ship no database
@@ -426,8 +436,12 @@ def test_grpo_two_ranks_with_torchrun(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_grpo_full_model_under_zero3(tmp_path: Path) -> None:
-    cfg = grpo(tmp_path, lora=False,
+    """Full-model GRPO with a KL term: TRL keeps a frozen reference, itself under ZeRO-3; it equals
+    the policy at step 1 (KL 0) and not once the policy has moved."""
+    base = saved_tiny_model(tmp_path / "base")
+    cfg = grpo(tmp_path, beta=0.1, lora=False, model=saved_model_block(base),
                training_args={"deepspeed": str(DS_CONFIGS / "ds_config_stage_3.json")})
+
     log = tmp_path / "log.txt"
     ok(run(deepspeed(cfg, str(SEAMS)), log, SQLTUNE_TEST_VARIED_FORMAT="1"), log)
     assert_grpo_reports(tmp_path / "run")
@@ -436,3 +450,5 @@ def test_grpo_full_model_under_zero3(tmp_path: Path) -> None:
     stored = stored_checkpoint(tmp_path / "run", 4)
     shards = {p.name for p in (stored / "global_step4").iterdir()}
     assert {f"zero_pp_rank_{rank}_mp_rank_00_model_states.pt" for rank in (0, 1)} <= shards
+    kl = {m["batches"]: m["kl"] for m in read_metrics(tmp_path / "run") if m["group"] == "training"}
+    assert kl[1] == pytest.approx(0.0, abs=1e-7) and kl[4] > 1e-6, kl

@@ -166,3 +166,36 @@ def test_grpo_training_args_are_trl_grpoconfig_fields(tmp_path: Path) -> None:
     sft["hyperparameters"]["training_args"]["loss_type"] = "grpo"
     with pytest.raises(config.ConfigError, match="training_args.loss_type: not a transformers.TrainingArguments field"):
         config.load(write_config(tmp_path, sft))
+
+
+def kl_by_step(run: Path) -> dict[int, float]:
+    return {m["batches"]: m["kl"] for m in read_metrics(run) if m["group"] == "training"}
+
+
+def test_beta_pulls_toward_the_sft_adapter_not_the_base_model(tmp_path: Path, varied_format: None) -> None:
+    """beta > 0 from an SFT adapter: the reference is a frozen copy of that adapter (TRL's "ref"
+    adapter), so the KL is 0 at step 1 (policy = start) and grows once the policy moves; the
+    checkpoint's trained adapter is the "default" one and loads as any other."""
+    (tmp_path / "sft").mkdir()
+    start = sft_checkpoint(tmp_path / "sft")
+    cfg = grpo_config(tmp_path, start)
+    cfg["hyperparameters"]["grpo"]["beta"] = 0.1
+    assert train(tmp_path, cfg) == 0
+    kl = kl_by_step(tmp_path / "run")
+    assert kl[1] == pytest.approx(0.0, abs=1e-7) and kl[2] > 1e-6, kl
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    stored = tmp_path / "run" / "checkpoints" / summary["latest_checkpoint"] / "checkpoint-2"
+    net, _, _ = model.load_checkpoint(stored)
+    trained = load_file(stored / "adapter_model.safetensors")
+    first = load_file(cli.checkpoint_folder(start) / "adapter_model.safetensors")
+    assert any(not torch.equal(first[k], trained[k]) for k in first)
+    assert list(net.peft_config) == ["default"]
+
+
+def test_beta_with_a_full_model_keeps_a_frozen_copy_of_the_start(tmp_path: Path, varied_format: None) -> None:
+    cfg = grpo_config(tmp_path, None)
+    cfg["hyperparameters"]["lora"] = {"enabled": False}
+    cfg["hyperparameters"]["grpo"]["beta"] = 0.1
+    assert train(tmp_path, cfg) == 0
+    kl = kl_by_step(tmp_path / "run")
+    assert kl[1] == pytest.approx(0.0, abs=1e-7) and kl[2] > 1e-6, kl

@@ -140,7 +140,9 @@ class GRPOConfig(_Strict):
     num_generations: int = Field(4, ge=2, description="completions sampled per prompt (the group)")
     max_completion_length: PositiveInt = Field(128, description="tokens sampled per completion")
     temperature: confloat(gt=0) = Field(1.0, description="sampling temperature")
-    beta: confloat(ge=0) = Field(0.0, description="KL coefficient to the start model; 0 = no reference model")
+    beta: confloat(ge=0) = Field(0.0, description="KL coefficient to the start model (LoRA: a frozen copy of "
+                                                   "the start adapter; full model: a second frozen model); "
+                                                   "0 = no reference model")
     sql_timeout_s: confloat(gt=0) = Field(1.0, description="per query, in the sandbox's worker process")
     rewards: RewardWeights = RewardWeights()
 

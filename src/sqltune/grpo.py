@@ -146,6 +146,8 @@ def load_policy(hp: config.Hyperparameters, start: Path | None,
         tokenizer = model.load_tokenizer(hp.model)
         transformers.set_seed(args.seed)  # LoRA's random init
         net = model.load_model(hp.model, tokenizer, hp.lora, hp.quantization, args.gradient_checkpointing)
+        if args.beta and not hasattr(net, "peft_config"):
+            name_reference(net, hp.model, tokenizer, args)
     else:
         log.info("GRPO starts from %s", start)
         net, tokenizer, _ = model.load_checkpoint(start)
@@ -158,6 +160,18 @@ def load_policy(hp: config.Hyperparameters, start: Path | None,
         net.train()
     net.generation_config.eos_token_id = fmt.end_of_turn_ids(tokenizer)
     return net, tokenizer
+
+
+def name_reference(net: Any, cfg: config.ModelConfig, tokenizer: Any, args: trl.GRPOConfig) -> None:
+    """Where TRL rebuilds the frozen reference of a full model (beta > 0) from: it calls
+    `from_pretrained(config._name_or_path, **args.model_init_kwargs)`, and a model sqltune built
+    (the shipped SmolLM2, a GGUF file, a from-config init) names no such source by itself. (A
+    start checkpoint's folder does; a LoRA policy's reference is a frozen copy of its adapter.)
+    TRL then warns that model_init_kwargs are ignored: they are, for the policy."""
+    path, extra = model.pretrained_source(cfg, tokenizer)
+    net.config._name_or_path = path
+    if extra:
+        args.model_init_kwargs = {**extra, **(args.model_init_kwargs or {})}
 
 
 def prompt_dataset(rows: list[dict[str, Any]], tokenizer: Any, system_prompt: str) -> datasets.Dataset:

@@ -8,7 +8,7 @@
 """
 
 from sqltune.model.load import (count_parameters, enable_gradient_checkpointing, load_checkpoint, load_model,
-                                load_tokenizer, merge_lora, smollm2_folder)
+                                load_tokenizer, merge_lora, pretrained_source, smollm2_folder)
 
 __all__ = ["count_parameters", "enable_gradient_checkpointing", "load_checkpoint", "load_model", "load_tokenizer",
-           "merge_lora", "smollm2_folder"]
+           "merge_lora", "pretrained_source", "smollm2_folder"]

@@ -161,6 +161,14 @@ def _saved_from_config(cfg: ModelConfig, tokenizer: Any) -> Path:
     return folder
 
 
+def pretrained_source(cfg: ModelConfig, tokenizer: Any) -> tuple[str, dict[str, Any]]:
+    """(path or hub id, extra kwargs) that `from_pretrained` builds the base model from: for a
+    from-config model, its seeded init saved once."""
+    if cfg.from_config is not None:
+        return str(_saved_from_config(cfg, tokenizer)), {}
+    return _source(cfg.name)
+
+
 def _bnb_config(q: QuantizationConfig) -> transformers.BitsAndBytesConfig:
     if q.bits == 8:
         return transformers.BitsAndBytesConfig(load_in_8bit=True)
@@ -194,8 +202,7 @@ def load_model(
         torch.manual_seed(cfg.seed)
         model = transformers.AutoModelForCausalLM.from_config(_from_config(cfg, tokenizer), **kw)
     else:
-        path, extra = ((str(_saved_from_config(cfg, tokenizer)), {}) if cfg.from_config is not None
-                       else _source(cfg.name))
+        path, extra = pretrained_source(cfg, tokenizer)
         model = transformers.AutoModelForCausalLM.from_pretrained(path, **kw, **extra)
     install_masked_loss(model)
     if quantization is not None:
