@@ -138,7 +138,8 @@ def reward_functions(scorer: Scorer) -> list[Callable[..., list[float]]]:
         def reward(completions: list[Any], gold: list[list[str]], db_path: list[str | None],
                    schema: list[str | None], question: list[str] | None = None, trainer_state: Any = None,
                    **_: Any) -> list[float]:
-            step = trainer_state.global_step + 1 if trainer_state is not None else 0  # the step these train
+            # the optimizer step these train (the first, when steps_per_generation > gradient_accumulation_steps)
+            step = trainer_state.global_step + 1 if trainer_state is not None else 0
             return [getattr(p, part) for p in scorer(completions, gold, db_path, schema, step, question)]
 
         reward.__name__ = reward.__qualname__ = part
