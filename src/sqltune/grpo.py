@@ -18,7 +18,9 @@ thing in both stages. Evaluation is ours, not TRL's: each evaluation generates S
 `eval.generate_samples` validation rows and scores it per difficulty (evaluate.GenerationEval),
 the same metrics an SFT run reports. The start model is whatever `grpo.init_from` names (a
 checkpoint folder or UUID: an SFT adapter, trained further, or a full model), else the
-`model`/`lora` blocks as SFT would build it.
+`model`/`lora` blocks as SFT would build it. With `grpo.beta` > 0 the KL term's reference is that
+start, kept frozen by TRL: a copy of the adapter for a LoRA policy, a second model for a full one
+(`name_reference`).
 
 Resume is the Trainer's: `trainer.train(resume_from_checkpoint=...)` restores the weights (the
 adapter), optimizer, scheduler, RNG states and the data order. The policy samples its own
