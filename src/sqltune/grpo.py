@@ -169,7 +169,9 @@ def name_reference(net: Any, cfg: config.ModelConfig, tokenizer: Any, args: trl.
     `from_pretrained(config._name_or_path, **args.model_init_kwargs)`, and a model sqltune built
     (the shipped SmolLM2, a GGUF file, a from-config init) names no such source by itself. (A
     start checkpoint's folder does; a LoRA policy's reference is a frozen copy of its adapter.)
-    TRL then warns that model_init_kwargs are ignored: they are, for the policy."""
+    TRL then warns that model_init_kwargs are ignored: they are, for the policy. A from-config
+    policy under ZeRO-3 is the one exception: zero.Init draws its own random init, which the
+    saved init does not repeat."""
     path, extra = model.pretrained_source(cfg, tokenizer)
     net.config._name_or_path = path
     if extra:
