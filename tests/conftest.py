@@ -91,6 +91,11 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+def kl_by_step(run_dir: Path) -> dict[int, float]:
+    """A GRPO run's logged KL to its reference, by training step."""
+    return {m["batches"]: m["kl"] for m in read_metrics(run_dir) if m["group"] == "training"}
+
+
 @pytest.fixture
 def tiny(tmp_path: Path) -> dict[str, Any]:
     return tiny_config(tmp_path)

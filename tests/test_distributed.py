@@ -27,7 +27,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TINY_LLAMA, read_metrics, tiny_config, write_config
+from conftest import TINY_LLAMA, kl_by_step, read_metrics, tiny_config, write_config
 from sqltune import platform
 
 BIN = Path(sys.executable).parent
@@ -441,7 +441,6 @@ def test_grpo_full_model_under_zero3(tmp_path: Path) -> None:
     base = saved_tiny_model(tmp_path / "base")
     cfg = grpo(tmp_path, beta=0.1, lora=False, model=saved_model_block(base),
                training_args={"deepspeed": str(DS_CONFIGS / "ds_config_stage_3.json")})
-
     log = tmp_path / "log.txt"
     ok(run(deepspeed(cfg, str(SEAMS)), log, SQLTUNE_TEST_VARIED_FORMAT="1"), log)
     assert_grpo_reports(tmp_path / "run")
@@ -450,5 +449,5 @@ def test_grpo_full_model_under_zero3(tmp_path: Path) -> None:
     stored = stored_checkpoint(tmp_path / "run", 4)
     shards = {p.name for p in (stored / "global_step4").iterdir()}
     assert {f"zero_pp_rank_{rank}_mp_rank_00_model_states.pt" for rank in (0, 1)} <= shards
-    kl = {m["batches"]: m["kl"] for m in read_metrics(tmp_path / "run") if m["group"] == "training"}
+    kl = kl_by_step(tmp_path / "run")
     assert kl[1] == pytest.approx(0.0, abs=1e-7) and kl[4] > 1e-6, kl

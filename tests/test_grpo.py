@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import read_metrics, tiny_config, write_config
+from conftest import kl_by_step, read_metrics, tiny_config, write_config
 import sqltune_with_seams
 from sqltune_with_seams import preempt_at
 from sqltune import cli, config, model
@@ -168,10 +168,6 @@ def test_grpo_training_args_are_trl_grpoconfig_fields(tmp_path: Path) -> None:
         config.load(write_config(tmp_path, sft))
 
 
-def kl_by_step(run: Path) -> dict[int, float]:
-    return {m["batches"]: m["kl"] for m in read_metrics(run) if m["group"] == "training"}
-
-
 def test_beta_pulls_toward_the_sft_adapter_not_the_base_model(tmp_path: Path, varied_format: None) -> None:
     """beta > 0 from an SFT adapter: the reference is a frozen copy of that adapter (TRL's "ref"
     adapter), so the KL is 0 at step 1 (policy = start) and grows once the policy moves; the
@@ -190,6 +186,9 @@ def test_beta_pulls_toward_the_sft_adapter_not_the_base_model(tmp_path: Path, va
     first = load_file(cli.checkpoint_folder(start) / "adapter_model.safetensors")
     assert any(not torch.equal(first[k], trained[k]) for k in first)
     assert list(net.peft_config) == ["default"]
+    # the reference beside it (PEFT saves every adapter) is the SFT start, unchanged
+    ref = load_file(stored / "ref" / "adapter_model.safetensors")
+    assert ref.keys() == first.keys() and all(torch.equal(first[k], ref[k]) for k in first)
 
 
 def test_beta_with_a_full_model_keeps_a_frozen_copy_of_the_start(tmp_path: Path, varied_format: None) -> None:
