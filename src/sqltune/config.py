@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -72,14 +73,31 @@ class QuantizationConfig(_Strict):
     compute_dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
 
 
+class SourceSpec(_Strict):
+    """One source of a `data.source` list, with how much of it the mix takes."""
+
+    source: str = Field(description="as data.source: 'synthetic', a file/glob, spider:PATH, bird:PATH, "
+                                    "text2sql-data:PATH, a hub dataset name")
+    max_rows: PositiveInt | None = Field(None, description="cap: the first N rows of this source's bucket "
+                                                           "(per split where it brings its own); None = data.max_rows")
+    weight: confloat(gt=0) = Field(1.0, description="its training rows repeated this many times (0.5: a seeded half)")
+    split: Literal["train", "valid", "test"] | None = Field(
+        None, description="put the whole source in this split (e.g. test: leave this dataset out of training)")
+
+
 class DataConfig(_Strict):
-    source: str = Field("synthetic", description="'synthetic', a hub dataset name, a local file/glob, "
-                                                 "or a benchmark folder: spider:PATH, bird:PATH")
+    source: str | list[str | SourceSpec] = Field(
+        "synthetic", description="'synthetic', a hub dataset name, a local file/glob, a benchmark folder "
+                                 "(spider:PATH, bird:PATH), a text2sql-data set (text2sql-data:PATH/NAME.json), "
+                                 "or a list of these (each may be {source, max_rows, weight, split})")
     train: str | None = Field(None, description="explicit splits instead of source + a random split: a file or glob")
     valid: str | None = Field(None, description="with train: the validation file or glob")
     test: str | None = Field(None, description="with train: the test file or glob (optional)")
-    split_by: Literal["row", "db"] = Field(
-        "row", description="row: the reference's random 80/10/10 of rows; db: whole databases per split (unseen schemas)")
+    split_by: Literal["row", "db", "question", "query"] = Field(
+        "row", description="row: the reference's random 80/10/10 of rows; db: whole databases per split (unseen "
+                           "schemas); question | query: a text2sql-data set's own question or query split")
+    fold: int = Field(0, ge=0, le=9, description="text2sql-data's 10-fold sets (academic, imdb, restaurants, yelp): "
+                                                 "this fold is test, the next valid, the other eight train")
     evidence: bool = Field(True, description="bird: add each question's evidence hint to the prompt")
     subset: Literal["easy", "medium", "hard", "all"] = "easy"
     max_rows: PositiveInt = Field(10_000, description="first N rows of the bucket, in source order (per split)")
@@ -251,10 +269,18 @@ def _normalise_shorthands(hp: dict[str, Any], problems: list[str]) -> dict[str, 
     return hp
 
 
+_UNION_TAG = re.compile(r"(str|int|float|bool|list\[.*\]|dict\[.*\]|[A-Z]\w*)")  # pydantic's union branch names
+
+
 def _pydantic_problems(err: ValidationError) -> list[str]:
+    """One line per problem, at the field's path. A union (data.source: text or a list) reports a
+    failure per branch, tagged with the branch's type: the tags go, and a branch's failure at a
+    field that another branch's error lies under (a list item's weight) is the one kept."""
+    errors = [(tuple(str(p) for p in e["loc"] if not _UNION_TAG.fullmatch(str(p))), e) for e in err.errors()]
+    errors = [(loc, e) for loc, e in errors if not any(o[:len(loc)] == loc and len(o) > len(loc) for o, _ in errors)]
     out = []
-    for e in err.errors():
-        where = "hyperparameters." + ".".join(str(p) for p in e["loc"])
+    for loc, e in errors:
+        where = "hyperparameters." + ".".join(loc)
         if e["type"] == "extra_forbidden":
             out.append(f"{where}: unknown field")
         elif e["type"] == "missing":
@@ -332,13 +358,30 @@ def _data_problems(data: DataConfig) -> list[str]:
             out.append(f"{where}.source: set source, or train/valid/test files, not both")
         if data.split_by != "row":
             out.append(f"{where}.split_by: the splits are given as files; split_by applies to a random split of source")
-    kind, _, folder = data.source.partition(":")
-    if kind in ("spider", "bird") and folder:
-        if not Path(folder).expanduser().is_dir():
-            out.append(f"{where}.source: no such folder '{folder}' (a {kind} benchmark folder, as downloaded)")
-        if data.split_by != "row":
-            out.append(f"{where}.split_by: {kind} brings its own splits (train, dev); split_by applies to a random split")
+    specs = source_specs(data)
+    for i, spec in enumerate(specs):
+        field = f"{where}.source" + (f"[{i}]" if isinstance(data.source, list) else "")
+        kind, _, folder = spec.source.partition(":")
+        if kind in ("spider", "bird") and folder:
+            if not Path(folder).expanduser().is_dir():
+                out.append(f"{field}: no such folder '{folder}' (a {kind} benchmark folder, as downloaded)")
+            if data.split_by != "row" and not isinstance(data.source, list):  # a list: each its own way, or pooled by db
+                out.append(f"{where}.split_by: {kind} brings its own splits (train, dev); split_by applies to a random split")
+        if kind == "text2sql-data" and folder and not Path(folder).expanduser().is_file():
+            out.append(f"{field}: no such file '{folder}' (one dataset's JSON file in text2sql-data's data/ folder, "
+                       "e.g. text2sql-data:text2sql-data/data/restaurants.json)")
+    if data.split_by in ("question", "query") and not any(s.source.startswith("text2sql-data:") for s in specs):
+        out.append(f"{where}.split_by: {data.split_by} is a text2sql-data set's own split; no source is one "
+                   "(text2sql-data:PATH)")
+    if not specs:
+        out.append(f"{where}.source: an empty list; name at least one source")
     return out
+
+
+def source_specs(data: DataConfig) -> list[SourceSpec]:
+    """`data.source` as a list of specs: one for a plain source, one per item of a list."""
+    items = data.source if isinstance(data.source, list) else [data.source]
+    return [SourceSpec(source=item) if isinstance(item, str) else item for item in items]
 
 
 def looks_local(name: str) -> bool:

@@ -32,7 +32,8 @@ from typing import Any
 import datasets
 from filelock import FileLock
 
-from sqltune.config import DataConfig, cache_root
+from sqltune.config import DataConfig, cache_root, source_specs
+from sqltune.data import text2sql_data
 from sqltune.data.benchmarks import benchmark_splits, is_benchmark
 from sqltune.data.files import is_local, local_rows
 from sqltune.data.rows import COLUMNS, difficulty, row_problem
@@ -59,15 +60,24 @@ def _hub_rows(name: str) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, skipped
 
 
-def read_rows(cfg: DataConfig, cache_dir: Path) -> tuple[list[dict[str, Any]], list[str]]:
-    """All usable rows of the source, in source order, and a line per skipped row."""
-    if cfg.source == "synthetic":
+def read_rows(cfg: DataConfig, cache_dir: Path, source: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """All usable rows of one source (`source`, else `cfg.source`), in source order, and a line
+    per skipped row."""
+    source = cfg.source if source is None else source
+    if not isinstance(source, str):
+        raise DataError("data.source: read_rows takes one source; a list is split by load_splits")
+    if source == "synthetic":
         from sqltune.data import synthetic
 
         return synthetic.generate(cfg.synthetic_rows, cfg.synthetic_seed, cache_dir / "synthetic-dbs"), []
-    if is_local(cfg.source):
-        return local_rows(cfg.source)
-    return _hub_rows(cfg.source)
+    if text2sql_data.is_text2sql_data(source):
+        return text2sql_data.read(source, cache_dir)
+    if is_benchmark(source):
+        parts = benchmark_splits(source, evidence=cfg.evidence)
+        return [r for k in ("train", "valid", "test") for r in parts[k]], []
+    if is_local(source):
+        return local_rows(source)
+    return _hub_rows(source)
 
 
 # ---- bucketing and splitting -----------------------------------------------------------------
@@ -92,7 +102,7 @@ def split(rows: list[dict[str, Any]], seed: int = 123) -> datasets.DatasetDict:
     """80/10/10 exactly as the reference: train_test_split(train_size=0.8), then halve the rest."""
     if len(rows) < 10:
         raise DataError(f"only {len(rows)} usable rows after bucketing; need at least 10 to split 80/10/10")
-    ds = datasets.Dataset.from_list(rows)
+    ds = _dataset(rows)
     train_rest = ds.train_test_split(train_size=0.8, seed=seed)
     valid_test = train_rest["test"].train_test_split(test_size=0.5, seed=seed)
     return datasets.DatasetDict(train=train_rest["train"], valid=valid_test["train"], test=valid_test["test"])
@@ -101,6 +111,10 @@ def split(rows: list[dict[str, Any]], seed: int = 123) -> datasets.DatasetDict:
 def split_by_db(rows: list[dict[str, Any]], seed: int = 123) -> datasets.DatasetDict:
     """Whole databases per split, 80/10/10 of the databases (at least one each), so validation
     and test measure schemas the model never saw. A database is a row's `db_id` (else `db_path`)."""
+    return datasets.DatasetDict({k: _dataset(v) for k, v in _db_parts(rows, seed).items()})
+
+
+def _db_parts(rows: list[dict[str, Any]], seed: int) -> dict[str, list[dict[str, Any]]]:
     by_db: dict[str, list[dict[str, Any]]] = {}
     for i, row in enumerate(rows):
         key = row.get("db_id") or row.get("db_path")
@@ -112,18 +126,24 @@ def split_by_db(rows: list[dict[str, Any]], seed: int = 123) -> datasets.Dataset
     names = sorted(by_db)
     random.Random(seed).shuffle(names)
     n_held = max(1, round(0.1 * len(names)))
-    parts = {"valid": names[:n_held], "test": names[n_held:2 * n_held], "train": names[2 * n_held:]}
+    parts = {"train": names[2 * n_held:], "valid": names[:n_held], "test": names[n_held:2 * n_held]}
     log.info("split by database: %s", "; ".join(f"{k} {', '.join(sorted(v))}" for k, v in parts.items() if k != "train"))
-    return datasets.DatasetDict({k: datasets.Dataset.from_list([r for name in v for r in by_db[name]])
-                                 for k, v in (("train", parts["train"]), ("valid", parts["valid"]), ("test", parts["test"]))})
+    return {k: [r for name in v for r in by_db[name]] for k, v in parts.items()}
 
 
-def _given_splits(cfg: DataConfig, cache_dir: Path) -> tuple[dict[str, list[dict[str, Any]]], list[str]] | None:
-    """The splits a benchmark folder or `data.train/valid/test` bring; None for a random split."""
-    if is_benchmark(cfg.source):
-        return benchmark_splits(cfg.source, evidence=cfg.evidence), []
-    if cfg.train is None:
-        return None
+def _own_splits(cfg: DataConfig, source: str, cache_dir: Path
+                ) -> tuple[dict[str, list[dict[str, Any]]] | None, list[dict[str, Any]], list[str]]:
+    """(the splits `source` brings, or None for a random split; all its rows; skipped lines)."""
+    if is_benchmark(source):
+        parts = benchmark_splits(source, evidence=cfg.evidence)
+        return parts, [r for k in ("train", "valid", "test") for r in parts[k]], []
+    rows, skipped = read_rows(cfg, cache_dir, source)
+    if text2sql_data.is_text2sql_data(source) and cfg.split_by in ("question", "query"):
+        return text2sql_data.splits(rows, cfg.split_by, cfg.fold), rows, skipped
+    return None, rows, skipped
+
+
+def _given_files(cfg: DataConfig) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
     out, skipped = {}, []
     for name in ("train", "valid", "test"):
         path = getattr(cfg, name)
@@ -132,14 +152,28 @@ def _given_splits(cfg: DataConfig, cache_dir: Path) -> tuple[dict[str, list[dict
     return out, skipped
 
 
+def _weighted(rows: list[dict[str, Any]], weight: float, seed: int) -> list[dict[str, Any]]:
+    """`rows` repeated `weight` times: whole copies, then a seeded sample for the fraction."""
+    if weight == 1:
+        return rows
+    whole, frac = int(weight), weight - int(weight)
+    extra = random.Random(seed).sample(rows, round(frac * len(rows))) if frac else []
+    return rows * whole + extra
+
+
 def _source_files(cfg: DataConfig) -> list[str]:
     """The local files the splits are read from, for the cache key."""
-    if is_benchmark(cfg.source):  # its question files; the databases don't change between downloads
-        folder = os.path.expanduser(cfg.source.partition(":")[2])
-        return sorted(glob.glob(os.path.join(folder, "**", "*.json"), recursive=True))
-    patterns = [p for p in (cfg.train, cfg.valid, cfg.test) if p] or (
-        [cfg.source] if cfg.source != "synthetic" and is_local(cfg.source) else [])
-    return [p for pattern in patterns for p in sorted(glob.glob(os.path.expanduser(pattern)))]
+    patterns = [p for p in (cfg.train, cfg.valid, cfg.test) if p]
+    for spec in ([] if patterns else source_specs(cfg)):
+        if is_benchmark(spec.source):  # its question files; the databases don't change between downloads
+            folder = os.path.expanduser(spec.source.partition(":")[2])
+            patterns.append(os.path.join(folder, "**", "*.json"))
+        elif text2sql_data.is_text2sql_data(spec.source):
+            path = text2sql_data.json_path(spec.source)
+            patterns += [str(path), str(path.parent / f"{path.stem}-schema.csv"), str(path.parent / f"{path.stem}-db*.sqlite")]
+        elif spec.source != "synthetic" and is_local(spec.source):
+            patterns.append(spec.source)
+    return [p for pattern in patterns for p in sorted(glob.glob(os.path.expanduser(pattern), recursive=True))]
 
 
 def _cache_key(cfg: DataConfig) -> str:
@@ -156,7 +190,8 @@ def load_splits(cfg: DataConfig) -> datasets.DatasetDict:
     """Cached train/valid/test for `cfg`, built once by whichever process gets the lock first."""
     cache_dir = data_cache_dir(cfg)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    origin = cfg.train if cfg.train else cfg.source.replace(":", "-")
+    specs = source_specs(cfg)
+    origin = cfg.train if cfg.train else (specs[0].source.replace(":", "-") + (f"+{len(specs) - 1}" if len(specs) > 1 else ""))
     name = f"{Path(origin).name.replace('*', 'x') or 'data'}-{cfg.subset}-{_cache_key(cfg)}"
     target = cache_dir / name
     with FileLock(str(cache_dir / f"{name}.lock")):
@@ -175,23 +210,74 @@ def load_splits(cfg: DataConfig) -> datasets.DatasetDict:
     return splits
 
 
+def _select_parts(parts: dict[str, list[dict[str, Any]]], subset: str, max_rows: int) -> dict[str, list[dict[str, Any]]]:
+    return {k: select(parts.get(k, []), subset, max_rows) for k in ("train", "valid", "test")}
+
+
+def _mixed_parts(cfg: DataConfig, cache_dir: Path
+                 ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]], list[str]]:
+    """Train/valid/test of every source of `data.source`, bucketed, capped and weighted each.
+
+    One source is split its own way: a benchmark folder's or text2sql-data set's own splits
+    (split_by question | query), else 80/10/10 of its rows or (db) of its databases. A list is
+    split source by source the same way, then joined; except with split_by: db, where the rows
+    of every source are pooled and whole databases split (leave databases out). A source with
+    `split:` goes whole into that split."""
+    out: dict[str, list[dict[str, Any]]] = {"train": [], "valid": [], "test": []}
+    pooled: list[tuple[dict[str, Any], float]] = []  # split_by db over a list: (row, its source's weight)
+    all_rows, skipped = [], []
+    specs = source_specs(cfg)
+    for spec in specs:
+        given, rows, bad = _own_splits(cfg, spec.source, cache_dir)
+        all_rows += rows
+        skipped += bad
+        cap = spec.max_rows or cfg.max_rows
+        if spec.split is not None:
+            parts = {spec.split: select(rows, cfg.subset, cap)}
+        elif cfg.split_by == "db" and len(specs) > 1:
+            pooled += [(r, spec.weight) for r in select(rows, cfg.subset, cap)]
+            continue
+        elif given is not None:
+            parts = _select_parts(given, cfg.subset, cap)
+        else:
+            chosen = select(rows, cfg.subset, cap)
+            parts = _db_parts(chosen, cfg.split_seed) if cfg.split_by == "db" else \
+                {k: list(v) for k, v in split(chosen, cfg.split_seed).items()}
+        if len(specs) > 1:
+            log.info("data source %s: %s", spec.source, ", ".join(f"{k}={len(v)}" for k, v in parts.items()))
+        for k, v in parts.items():
+            out[k] += _weighted(v, spec.weight, cfg.split_seed) if k == "train" else v
+    if pooled:
+        weight = {id(r): w for r, w in pooled}
+        for k, v in _db_parts([r for r, _ in pooled], cfg.split_seed).items():
+            if k == "train":  # each database's rows weighted as their source asks
+                for w in sorted(set(weight.values())):
+                    out[k] += _weighted([r for r in v if weight[id(r)] == w], w, cfg.split_seed)
+            else:
+                out[k] += v
+    return out, all_rows, skipped
+
+
+def _dataset(rows: list[dict[str, Any]]) -> datasets.Dataset:
+    """A Dataset of rows that may differ in their extra keys (sources mixed): every key, None where
+    a row lacks it (`from_list` would keep only the first row's keys)."""
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    return datasets.Dataset.from_list([{k: r.get(k) for k in keys} for r in rows])
+
+
 def _build(cfg: DataConfig, cache_dir: Path, target: Path) -> None:
-    given = _given_splits(cfg, cache_dir)
-    if given is not None:
-        parts, skipped = given
+    if cfg.train is not None:
+        parts, skipped = _given_files(cfg)
         rows = [r for part in parts.values() for r in part]
-        chosen_parts = {k: select(v, cfg.subset, cfg.max_rows) for k, v in parts.items()}
-        for k in ("train", "valid"):
-            if not chosen_parts[k]:
-                raise DataError(f"data: the {k} split has no {cfg.subset!r} rows (of {len(parts[k])}); "
-                                "try data.subset: all")
-        chosen = [r for part in chosen_parts.values() for r in part]
-        # an empty split (no test file) is not saved: datasets can't read a zero-row split back
-        splits = datasets.DatasetDict({k: datasets.Dataset.from_list(v) for k, v in chosen_parts.items() if v})
+        chosen_parts = _select_parts(parts, cfg.subset, cfg.max_rows)
     else:
-        rows, skipped = read_rows(cfg, cache_dir)
-        chosen = select(rows, cfg.subset, cfg.max_rows)
-        splits = split_by_db(chosen, cfg.split_seed) if cfg.split_by == "db" else split(chosen, cfg.split_seed)
+        chosen_parts, rows, skipped = _mixed_parts(cfg, cache_dir)
+    for k in ("train", "valid"):
+        if not chosen_parts[k]:
+            raise DataError(f"data: the {k} split has no {cfg.subset!r} rows; try data.subset: all")
+    chosen = [r for part in chosen_parts.values() for r in part]
+    # an empty split (no test file) is not saved: datasets can't read a zero-row split back
+    splits = datasets.DatasetDict({k: _dataset(v) for k, v in chosen_parts.items() if v})
     if skipped:
         log.warning("skipped %d unusable rows, e.g. %s", len(skipped), "; ".join(skipped[:3]))
     tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=".building-"))
