@@ -150,3 +150,22 @@ def test_cluster_trials_convert_and_report(tmp_path: Path, monkeypatch: pytest.M
     assert "Ranked by <b>eval_accuracy</b> (last evaluation; larger is better)" in page
     assert page.index("exp-7/trial-11") < page.index("exp-7/trial-12") and "stopped at 100/1600" in page
     assert 'id="per_difficulty"' in page and 'id="metric_vs_r"' in page
+
+
+def test_one_run_is_ranked_by_its_own_yamls_searcher_metric(runs: Path, tmp_path: Path) -> None:
+    summary = json.loads((runs / "full" / "summary.json").read_text())
+    assert summary["searcher"] == {"name": "single", "metric": "eval_loss", "smaller_is_better": True}
+    copy = tmp_path / "full"
+    shutil.copytree(runs / "full", copy)
+    summary["searcher"] = {"name": "single", "metric": "eval_valid_sql", "smaller_is_better": False}
+    (copy / "summary.json").write_text(json.dumps(summary))
+    comp = compare.load([copy])
+    assert (comp.metric, comp.smaller_is_better) == ("eval_valid_sql", False)
+
+
+def test_ties_on_the_metric_are_broken_by_eval_loss(runs: Path) -> None:
+    comp = compare.load([runs / "grid"], metric="eval_fuzz_execution_accuracy")
+    scores = [r.final["eval_fuzz_execution_accuracy"] for r in comp.runs]
+    assert len(set(scores)) == 1  # a random model: every trial scores the same
+    losses = [r.final["eval_loss"] for r in comp.runs]
+    assert losses == sorted(losses) and losses[0] != losses[-1]

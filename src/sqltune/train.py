@@ -272,6 +272,7 @@ def summarize(trainer: transformers.Trainer, callback: platform.CoreCallback, re
         "peak_rss_gib": peak_rss_gib(),
         "peak_gpu_gib": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else 0.0,
         "hparams": run_folder.hparams,
+        "searcher": {k: trial.searcher[k] for k in ("name", "metric", "smaller_is_better") if k in trial.searcher},
     }
     if trainer.is_world_process_zero():
         run_folder.write_summary(summary)

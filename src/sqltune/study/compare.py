@@ -35,7 +35,8 @@ TABLE_HPARAMS = ("training_args.learning_rate", "model.name", "data.subset", "tr
 
 
 def load(paths: Iterable[str | Path], experiments: list[int] = (), metric: str | None = None) -> Comparison:
-    """Every run found, ranked by `metric` (default: the searcher's, else eval_loss)."""
+    """Every run found, ranked by `metric` (default: the searcher's, that of a search or of the runs'
+    own YAMLs, else eval_loss); ties (a metric every run scores 0 on) broken by eval_loss."""
     comp = collect(paths)
     if experiments:
         fetch_experiments(comp, list(experiments))
@@ -43,14 +44,15 @@ def load(paths: Iterable[str | Path], experiments: list[int] = (), metric: str |
     for r in comp.runs:  # the same folder name twice: tell them apart
         if names.count(r.name) > 1:
             r.name = f"{r.name} ({r.summary.get('output_dir', r.state)})"
-    searcher = comp.searcher
+    searcher = comp.searcher or next((r.searcher for r in comp.runs if r.searcher.get("metric")), {})
     comp.metric = metric or searcher.get("metric") or "eval_loss"
     if comp.metric == searcher.get("metric"):
         comp.smaller_is_better = searcher.get("smaller_is_better", True)
     else:
         comp.smaller_is_better = "loss" in comp.metric
-    scored = sorted((r for r in comp.runs if comp.metric in r.final), key=lambda r: r.final[comp.metric],
-                    reverse=not comp.smaller_is_better)
+    sign = 1 if comp.smaller_is_better else -1
+    scored = sorted((r for r in comp.runs if comp.metric in r.final),
+                    key=lambda r: (sign * r.final[comp.metric], r.final.get("eval_loss", float("inf"))))
     comp.runs = scored + [r for r in comp.runs if comp.metric not in r.final]
     return comp
 

@@ -30,6 +30,7 @@ class Run:
     curves: dict[str, dict[int, dict[str, float]]]  # "training" / "validation" -> step -> metrics
     summary: dict[str, Any]  # FIGURES from the run's summary (None where unknown) and output_dir
     state: str
+    searcher: dict[str, Any] = dataclasses.field(default_factory=dict)  # its YAML's searcher: name, metric, direction
 
     @property
     def final(self) -> dict[str, float]:
@@ -102,7 +103,8 @@ def load_run(folder: Path, name: str, state: str | None = None) -> Run | str:
         state = "completed" if step >= max_steps else "stopped"
     if step < max_steps:
         state += f" at {step}/{max_steps}"
-    return Run(name, flatten(raw.get("hparams") or {}), curves, summary, state)
+    searcher = raw.get("searcher") if isinstance(raw.get("searcher"), dict) else {}
+    return Run(name, flatten(raw.get("hparams") or {}), curves, summary, state, searcher)
 
 
 def _add_search(comp: Comparison, folder: Path) -> None:
