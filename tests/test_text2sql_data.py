@@ -174,3 +174,42 @@ def test_train_and_evaluate_on_a_text2sql_data_set(folder: Path, tmp_path: Path)
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(lines) == len(data_splits.load_splits(DataConfig(**cfg["hyperparameters"]["data"]))["test"])
     assert all(line["executed"] is not None and line["executed_fuzz"] is None for line in lines)  # on the database
+
+
+def test_examples_are_the_nearest_training_questions_never_the_row_itself() -> None:
+    from sqltune.data import examples
+
+    pool = [{"instruction": q, "response": f"SELECT {i}", "db_id": db} for i, (q, db) in enumerate([
+        ("how many restaurants in palo alto", "r"), ("how many restaurants in fresno", "r"),
+        ("where is la taqueria", "r"), ("how many restaurants in fresno", "other")])]
+    got = examples.attach(pool, pool, 2, rows_are_pool=True)
+    assert [e["sql"] for e in got[0]["examples"]] == ["SELECT 2", "SELECT 1"]  # same database first, closest last
+    assert all({"question": r["instruction"], "sql": r["response"]} not in r2["examples"] for r, r2 in zip(pool, got))
+    [asked] = examples.attach([{"instruction": "where is la taqueria ?", "db_id": "r"}], pool, 1)
+    assert asked["examples"] == [{"question": "where is la taqueria", "sql": "SELECT 2"}]
+    [alone] = examples.attach([{"instruction": "how many restaurants in fresno", "db_id": "new"}], pool, 1)
+    assert alone["examples"][0]["question"] == "how many restaurants in fresno"  # no such database: any
+
+
+def test_examples_in_the_prompt_for_training_and_evaluation(folder: Path, tmp_path: Path) -> None:
+    from sqltune import format as fmt
+
+    row = {"instruction": "q?", "input": "CREATE TABLE t (a INT);", "response": "SELECT a FROM t",
+           "examples": [{"question": "e?", "sql": "SELECT 1"}]}
+    assert fmt.user_text(row) == ("Task: q?\nSQL table: CREATE TABLE t (a INT);\nExample task: e?\n"
+                                  "Example SQL query: SELECT 1\nSQL query: ")
+    cfg = tiny_config(tmp_path, data={"source": f"text2sql-data:{folder / 'minirest.json'}", "split_by": "question",
+                                      "subset": "all", "cache_dir": str(tmp_path / "cache")},
+                      format={"max_length": 512, "examples": 2})
+    cfg["hyperparameters"]["training_args"].update(max_steps=1, eval_strategy="no", save_steps=1)
+    assert cli.main(["train", str(write_config(tmp_path, cfg))]) == 0
+    out = tmp_path / "preds.jsonl"
+    assert cli.main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", "test", "--output", str(out),
+                     "--max-new-tokens", "4"]) == 0
+    splits = data_splits.load_splits(DataConfig(**cfg["hyperparameters"]["data"]))
+    train_questions = set(splits["train"]["instruction"])
+    from sqltune.data import examples
+
+    rows = examples.splits_with_examples(splits, 2)
+    assert all(len(r["examples"]) == 2 and {e["question"] for e in r["examples"]} <= train_questions for r in rows["test"])
+    assert len(out.read_text().splitlines()) == len(rows["test"])

@@ -105,10 +105,10 @@ def cmd_train(ns: argparse.Namespace) -> int:
 def _read_eval_rows(ref: str, hp: Any) -> tuple[str, list[dict[str, Any]]]:
     """A split of the checkpoint's own data config (train/valid/test), the dev split of a
     benchmark folder (spider:PATH, bird:PATH), or a data file."""
-    from sqltune.data import benchmarks, rows as data_rows, splits as data_splits
+    from sqltune.data import benchmarks, examples, rows as data_rows, splits as data_splits
 
     if ref in ("train", "valid", "test"):
-        rows = list(data_splits.load_splits(hp.data)[ref])
+        rows = examples.splits_with_examples(data_splits.load_splits(hp.data), hp.format.examples)[ref]
         if not rows:
             raise ConfigError([f"--data {ref}: this checkpoint's data has no {ref} split (try --data valid)"])
         return ref, rows
@@ -120,6 +120,8 @@ def _read_eval_rows(ref: str, hp: Any) -> tuple[str, list[dict[str, Any]]]:
         if skipped:
             logging.getLogger("sqltune").warning("skipped %d unusable rows, e.g. %s", len(skipped), skipped[0])
         name = Path(ref).stem
+    if hp.format.examples:  # solved examples from the checkpoint's own training split, as in training
+        rows = examples.attach(rows, list(data_splits.load_splits(hp.data)["train"]), hp.format.examples)
     return name, [{**r, "difficulty": r.get("difficulty") or data_rows.difficulty(r, open_ended=True)} for r in rows]
 
 
@@ -162,6 +164,10 @@ def cmd_predict(ns: argparse.Namespace) -> int:
 
     net, tokenizer, hp = model.load_checkpoint(ckpt)
     row = {"instruction": ns.question, "input": schema}
+    if hp.format.examples:  # solved examples from the checkpoint's own training split, as in training
+        from sqltune.data import examples, splits as data_splits
+
+        [row] = examples.attach([row], list(data_splits.load_splits(hp.data)["train"]), hp.format.examples)
     k = ns.candidates or hp.eval.candidates
     [found] = evaluate.generate_candidates(
         net, tokenizer, [row], hp.format.system_prompt, max_new_tokens=ns.max_new_tokens or hp.eval.max_new_tokens,

@@ -113,6 +113,8 @@ class FormatConfig(_Strict):
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     max_length: PositiveInt = 2048
     sample_rows: int = Field(0, ge=0, description="example rows per table, read from the row's SQLite file, after its CREATE TABLE")
+    examples: int = Field(0, ge=0, description="similar training questions with their SQL in the prompt (BM25, "
+                                                "same database first), in training and at inference; 0 = none")
     prune_schema: bool = Field(True, description="a prompt over max_length loses its least relevant tables instead of its answer")
     padding_free: bool | None = Field(
         None, description="lay each batch end to end, no padding; None = on for model types known to support it")

@@ -14,6 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 USER_TEMPLATE = "Task: {instruction}\nSQL table: {input}\nSQL query: "
+# With `format.examples`: solved similar questions between the schema and the answer (data/examples.py)
+EXAMPLE_TEMPLATE = "Example task: {question}\nExample SQL query: {sql}\n"
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -50,8 +52,17 @@ def accepts_system_role(tokenizer: Any) -> bool:
     return ok
 
 
+def user_text(row: dict[str, Any]) -> str:
+    """The user turn: the reference's template, with the row's `examples` (if any) before the answer."""
+    text = USER_TEMPLATE.format(instruction=row["instruction"], input=row["input"])
+    if row.get("examples"):
+        head, _, tail = text.rpartition("SQL query: ")
+        text = head + "".join(EXAMPLE_TEMPLATE.format(**e) for e in row["examples"]) + "SQL query: " + tail
+    return text
+
+
 def messages(row: dict[str, Any], system_prompt: str, *, fold_system: bool, answer: bool) -> list[dict[str, str]]:
-    user = USER_TEMPLATE.format(instruction=row["instruction"], input=row["input"])
+    user = user_text(row)
     if fold_system and system_prompt:
         msgs = [{"role": "user", "content": f"{system_prompt}\n\n{user}"}]
     elif system_prompt:

@@ -42,6 +42,7 @@ import trl
 from sqltune import config, evaluate, model, platform, prune, rewards, rundir
 from sqltune import format as fmt
 from sqltune.data import rows as data_rows
+from sqltune.data import examples
 from sqltune.data import splits as data_splits
 from sqltune.errors import CheckpointNotFound, ConfigError
 from sqltune.model.lora import use_fused_lora
@@ -207,8 +208,9 @@ def run(exp: config.Experiment, trial: platform.Trial, *, fresh: bool = False,
 
         net, tokenizer = load_policy(hp, start, args)
         splits = data_splits.load_splits(hp.data)
-        train_rows, train_fit = prune.prepare(list(splits["train"]), tokenizer, hp.format, use_gold=True, name="train")
-        valid_rows, valid_fit = prune.prepare(list(splits["valid"]), tokenizer, hp.format, use_gold=False, name="valid")
+        rows = examples.splits_with_examples(splits, hp.format.examples)
+        train_rows, train_fit = prune.prepare(rows["train"], tokenizer, hp.format, use_gold=True, name="train")
+        valid_rows, valid_fit = prune.prepare(rows["valid"], tokenizer, hp.format, use_gold=False, name="valid")
         train_ds = prompt_dataset(train_rows, tokenizer, hp.format.system_prompt)
         log.info("GRPO data: %d train prompts, %d generations each", len(train_ds), hp.grpo.num_generations)
         trainable, total = model.count_parameters(net)

@@ -22,6 +22,7 @@ import torch
 import transformers
 
 from sqltune import config, evaluate, model, platform, prune, rundir
+from sqltune.data import examples
 from sqltune.data import splits as data_splits
 from sqltune.model import memory
 from sqltune import tokenize as tok
@@ -172,8 +173,9 @@ def run(
         fmt = hp.format
         # Schemas that don't fit lose tables, not answers: training may look at the gold query,
         # validation may not (it stands for a user's question).
-        train_rows, train_fit = prune.prepare(list(splits["train"]), tokenizer, fmt, use_gold=True, name="train")
-        valid_rows, valid_fit = prune.prepare(list(splits["valid"]), tokenizer, fmt, use_gold=False, name="valid")
+        rows = examples.splits_with_examples(splits, fmt.examples)
+        train_rows, train_fit = prune.prepare(rows["train"], tokenizer, fmt, use_gold=True, name="train")
+        valid_rows, valid_fit = prune.prepare(rows["valid"], tokenizer, fmt, use_gold=False, name="valid")
         train_ds = tok.tokenize_split(datasets.Dataset.from_list(train_rows), tokenizer, fmt.system_prompt,
                                       fmt.max_length, "train")
         eval_ds = tok.tokenize_split(datasets.Dataset.from_list(valid_rows), tokenizer, fmt.system_prompt,
