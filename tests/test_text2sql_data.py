@@ -213,3 +213,24 @@ def test_examples_in_the_prompt_for_training_and_evaluation(folder: Path, tmp_pa
     rows = examples.splits_with_examples(splits, 2)
     assert all(len(r["examples"]) == 2 and {e["question"] for e in r["examples"]} <= train_questions for r in rows["test"])
     assert len(out.read_text().splitlines()) == len(rows["test"])
+
+
+def test_compact_sql_means_the_same_on_the_database_in_fewer_tokens(folder: Path, tmp_path: Path) -> None:
+    from sqltune.sql import compact, execute
+
+    rows, _ = t2s.read(f"text2sql-data:{folder / 'minirest.json'}", tmp_path / "cache")
+    sql = rows[0]["response"]
+    short = compact.compact_sql(sql)
+    assert short == ("select count(*) from location as location0, restaurant as restaurant0 where "
+                     "location0.city_name = 'san francisco' and restaurant0.id = location0.restaurant_id and "
+                     "restaurant0.food_type = 'jamaican'")
+    for row in rows:  # every gold, compacted, returns what the gold returns
+        for gold in row["golds"]:
+            want, got = (execute.execute(row["db_path"], q) for q in (gold, compact.compact_sql(gold)))
+            assert want.ok and got.ok and sorted(want.rows) == sorted(got.rows), gold
+    assert compact.compact_sql("SELECT \"Name\" FROM T WHERE T.A = 'Mi  X''d' ;") == "select \"Name\" from t where t.a = 'Mi  X''d'"
+    schema = "CREATE TABLE T (\"Free Meal\" INT, B TEXT);\n/* 1 row of T:\nB\nKeep Case\n*/"
+    assert compact.compact_schema(schema) == "create table t (\"Free Meal\" int, b text);\n/* 1 row of T:\nB\nKeep Case\n*/"
+    row = compact.compact_row({**rows[0], "examples": [{"question": "q", "sql": sql}]})
+    assert row["response"] == short and row["examples"][0]["sql"] == short and row["golds"] == [sql]
+    assert "create table restaurant" in row["input"]

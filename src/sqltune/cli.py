@@ -168,6 +168,10 @@ def cmd_predict(ns: argparse.Namespace) -> int:
         from sqltune.data import examples, splits as data_splits
 
         [row] = examples.attach([row], list(data_splits.load_splits(hp.data)["train"]), hp.format.examples)
+    if hp.format.compact_sql:  # the schema (and examples) as training saw them
+        from sqltune.sql.compact import compact_row
+
+        row = compact_row({**row, "response": ""})
     k = ns.candidates or hp.eval.candidates
     [found] = evaluate.generate_candidates(
         net, tokenizer, [row], hp.format.system_prompt, max_new_tokens=ns.max_new_tokens or hp.eval.max_new_tokens,

@@ -115,6 +115,8 @@ class FormatConfig(_Strict):
     sample_rows: int = Field(0, ge=0, description="example rows per table, read from the row's SQLite file, after its CREATE TABLE")
     examples: int = Field(0, ge=0, description="similar training questions with their SQL in the prompt (BM25, "
                                                 "same database first), in training and at inference; 0 = none")
+    compact_sql: bool = Field(False, description="train on the gold SQL and schema in fewer tokens: names lower-cased, "
+                                                 "XaliasN aliases renamed xN (scoring still runs the corpus's own gold)")
     prune_schema: bool = Field(True, description="a prompt over max_length loses its least relevant tables instead of its answer")
     padding_free: bool | None = Field(
         None, description="lay each batch end to end, no padding; None = on for model types known to support it")

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from sqltune import format as fmt
 from sqltune.config import FormatConfig
 from sqltune.data import schema
+from sqltune.sql import compact
 
 log = logging.getLogger(__name__)
 
@@ -327,9 +328,12 @@ def summary(name: str, max_length: int, stats: dict[str, Any]) -> str:
 
 def prepare(rows: list[dict[str, Any]], tokenizer: Any, cfg: FormatConfig, *, use_gold: bool,
             name: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-    """Rows as the model will see them: `format.sample_rows` example rows per table added from
+    """Rows as the model will see them: with `format.compact_sql` in fewer tokens (sql/compact.py),
+    `format.sample_rows` example rows per table added from
     each row's database, then, with `format.prune_schema`, schemas pruned to fit `max_length`.
     Returns the rows and the pruning stats (None when pruning is off)."""
+    if cfg.compact_sql:  # before sample rows: their values stay as the database has them
+        rows = [compact.compact_row(row) for row in rows]
     if cfg.sample_rows:
         rows = [{**row, "input": schema.add_sample_rows(row["input"], row["db_path"], cfg.sample_rows)}
                 if row.get("db_path") else row for row in rows]

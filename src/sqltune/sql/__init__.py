@@ -3,6 +3,7 @@
     execute.py       one query on a read-only SQLite connection, bounded in time, rows and memory
     sandbox.py       the same in a worker process, killed at the deadline (untrusted SQL)
     match.py         SQL as text: sqlglot parsing, BLEU, our normalised exact match
+    compact.py       the same SQL and schema in fewer tokens, for training targets (format.compact_sql)
     hardness.py      Spider's hardness of a query
     spider_parse.py  Spider's SQL parser and schema (a port of process_sql.py)
     official.py      Spider's and BIRD's execution accuracy and Spider's exact set match, as their scripts
