@@ -11,7 +11,7 @@ the set's SQLite file where the copy has one, else fuzzed execution), greedy dec
   plain    transformers.Trainer + PEFT as anyone would write it: the reference prompt through the
            chat template, completion-only labels, padded batches, LoRA r16 alpha 32 dropout 0.1 on
            all linear layers, lr 3e-4 cosine, 2 epochs, batch 8, fp32; then model.generate over
-           the test rows in batches of 16, left-padded
+           the test rows in batches of 16, left-padded, up to 256 new tokens (the sets' SQL: ~134)
   sqltune  `sqltune train RECIPE` then `sqltune evaluate --data test`, each its own process, with
            the set given by --set (the recipe holds everything else)
 
@@ -109,7 +109,7 @@ def plain(ns: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
     for i in range(0, len(test), 16):
         batch = tok([prompt(r) for r in test[i:i + 16]], return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.no_grad():
-            out = net.generate(**batch, max_new_tokens=128, do_sample=False, pad_token_id=tok.pad_token_id)
+            out = net.generate(**batch, max_new_tokens=256, do_sample=False, pad_token_id=tok.pad_token_id)
         preds += tok.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
     eval_s = time.perf_counter() - started
     (work / "plain-predictions.jsonl").write_text("".join(json.dumps({"question": r["instruction"], "gold": r["response"],

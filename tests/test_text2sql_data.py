@@ -200,7 +200,7 @@ def test_examples_in_the_prompt_for_training_and_evaluation(folder: Path, tmp_pa
                                   "Example SQL query: SELECT 1\nSQL query: ")
     cfg = tiny_config(tmp_path, data={"source": f"text2sql-data:{folder / 'minirest.json'}", "split_by": "question",
                                       "subset": "all", "cache_dir": str(tmp_path / "cache")},
-                      format={"max_length": 512, "examples": 2})
+                      format={"max_length": 512, "examples": 2, "compact_sql": True})
     cfg["hyperparameters"]["training_args"].update(max_steps=1, eval_strategy="no", save_steps=1)
     assert cli.main(["train", str(write_config(tmp_path, cfg))]) == 0
     out = tmp_path / "preds.jsonl"
