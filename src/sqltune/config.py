@@ -62,6 +62,11 @@ class LoraConfig(_Strict):
     lora_alpha: PositiveInt = 32
     lora_dropout: confloat(ge=0.0, lt=1.0) = 0.1
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    # PEFT's variants, under PEFT's names, passed to peft.LoraConfig as they are
+    use_rslora: bool = Field(False, description="scale by lora_alpha / sqrt(r) (rsLoRA): high ranks stay stable in a search over r")
+    use_dora: bool = Field(False, description="weight-decomposed LoRA (DoRA); runs PEFT's own forward, not the fused branch")
+    init_lora_weights: bool | str = Field(
+        True, description="PEFT's init of A (B is zero): true (Kaiming), gaussian, false (a non-zero B: tests only)")
 
 
 class QuantizationConfig(_Strict):
@@ -273,7 +278,7 @@ def _normalise_shorthands(hp: dict[str, Any], problems: list[str]) -> dict[str, 
     return hp
 
 
-_UNION_TAG = re.compile(r"(str|int|float|bool|list\[.*\]|dict\[.*\]|[A-Z]\w*)")  # pydantic's union branch names
+_UNION_TAG = re.compile(r"(str|int|float|bool|list\[.*\]|dict\[.*\]|literal\[.*\]|[A-Z]\w*)")  # pydantic's union branch names
 
 
 def _pydantic_problems(err: ValidationError) -> list[str]:
@@ -326,6 +331,11 @@ def build(raw: dict[str, Any], overrides: list[str] = (), path: Path | None = No
 
 def _cross_checks(hp: Hyperparameters) -> list[str]:
     out = _data_problems(hp.data)
+    init = hp.lora.init_lora_weights
+    if isinstance(init, str) and init != "gaussian":
+        out.append(f"hyperparameters.lora.init_lora_weights: {init!r} is not supported: true, false or gaussian. "
+                   "PEFT's data-driven inits (pissa, olora, corda, eva, loftq) rewrite the base weights, and a "
+                   "checkpoint holds the adapter alone, so it would load onto a base it was not trained against")
     if hp.quantization is not None:
         if not hp.lora.enabled:
             out.append("hyperparameters.quantization: quantized weights can't be trained; set lora.enabled: true "

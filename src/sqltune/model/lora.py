@@ -26,11 +26,15 @@ def add_lora(model: torch.nn.Module, cfg: LoraConfig) -> torch.nn.Module:
         lora_alpha=cfg.lora_alpha,
         lora_dropout=cfg.lora_dropout,
         target_modules=cfg.target_modules,
+        use_rslora=cfg.use_rslora,
+        use_dora=cfg.use_dora,
+        init_lora_weights=cfg.init_lora_weights,
     )
     model = peft.get_peft_model(model, lora_config)
     use_fused_lora(model)
     trainable, total = model.get_nb_trainable_parameters()
-    log.info("LoRA r=%d alpha=%d: %s trainable of %s parameters (%.2f%%)", cfg.r, cfg.lora_alpha,
+    variant = "".join(f" {name}" for name, on in (("rsLoRA", cfg.use_rslora), ("DoRA", cfg.use_dora)) if on)
+    log.info("LoRA%s r=%d alpha=%d: %s trainable of %s parameters (%.2f%%)", variant, cfg.r, cfg.lora_alpha,
              f"{trainable:,}", f"{total:,}", 100 * trainable / total)
     return model
 
