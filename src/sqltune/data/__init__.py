@@ -4,8 +4,10 @@ cached train/valid/test splits.
     rows.py       what a row is: columns, usability, difficulty bucket
     files.py      JSONL / JSON / CSV / Parquet files
     benchmarks.py Spider and BIRD folders (spider:PATH, bird:PATH), their own splits
+    text2sql_data.py  the eight text2sql-data sets (text2sql-data:PATH), their question / query splits
     schema.py     the schema text rendered from a SQLite file (types, keys, sample rows)
-    splits.py     source -> bucket -> train/valid/test (random 80/10/10, by database, or given), cached
+    splits.py     source(s) -> bucket -> train/valid/test (random 80/10/10, by database, or given), cached
+    examples.py   the training questions nearest a row's, with their SQL, for its prompt (format.examples)
     synthetic/    the offline generator: ten domains, each a real SQLite database
 
 Nothing is imported here: `sqltune.data.rows` stays light (no `datasets`) for the tools that only

@@ -2,7 +2,8 @@
 
 Sources: the built-in generator (`synthetic`, offline), a Hugging Face hub dataset name
 (`Clinton/Text-to-sql-v1` on a cluster), local JSONL / JSON / CSV / Parquet files (a path or
-glob, files.py), or a benchmark folder (`spider:PATH`, `bird:PATH`, benchmarks.py).
+glob, files.py), a benchmark folder (`spider:PATH`, `bird:PATH`, benchmarks.py), a text2sql-data
+set (`text2sql-data:PATH`, text2sql_data.py), or a list of these mixed (`_mixed_parts`).
 
 Rows are bucketed by difficulty (rows.py, the reference's word counts), then the first `max_rows`
 rows of the bucket in source order are split: 80/10/10 with `datasets.train_test_split(seed=123)`
