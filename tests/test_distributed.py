@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -43,10 +44,26 @@ GRACE_S = 30
 # ---- launching -------------------------------------------------------------------------------
 
 
-def free_port() -> int:
+def _bindable(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    """A MASTER_PORT whose next two ports are free as well (the run's zmq ports are MASTER_PORT + 1
+    and + 2, platform.distributed_context), below Linux's ephemeral range (32768-60999): a port the
+    kernel handed out (port 0) has neighbours it hands out next, to gloo's and the store's own
+    sockets, and a run once failed on 'Address already in use' for MASTER_PORT + 1."""
+    rnd = random.Random()
+    for _ in range(1000):
+        port = rnd.randrange(20_000, 32_000)
+        if all(_bindable(port + i) for i in range(3)):
+            return port
+    raise RuntimeError("no three free ports in a row between 20000 and 32000")
 
 
 def config(tmp: Path, **hp: Any) -> Path:
