@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,8 @@ def smollm2_folder() -> Path:
             tmp = target.with_name(target.name + ".tmp")
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
+            if target.exists():  # a folder without config.json: a killed conversion's remains
+                shutil.rmtree(target)
             os.replace(tmp, target)
     return target
 
