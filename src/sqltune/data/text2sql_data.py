@@ -52,7 +52,6 @@ from sqltune.errors import DataError
 log = logging.getLogger(__name__)
 
 PREFIX = "text2sql-data"
-DATASETS = ("academic", "advising", "atis", "geography", "imdb", "restaurants", "scholar", "yelp")
 SPLIT_NAMES = {"train": "train", "dev": "valid", "test": "test"}  # the dataset's label -> ours
 DROPPED_LABELS = ("exclude",)  # advising's questions left out of every split upstream
 FOLDS = 10
