@@ -138,7 +138,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
                             use_gold=False, name=name)
     cfg = hp.eval.model_copy(update={k: v for k, v in (("batch_size", ns.batch_size), ("max_new_tokens", ns.max_new_tokens),
                                                         ("candidates", ns.candidates), ("pick", ns.pick)) if v})
-    result = evaluate.generate_and_score(net, tokenizer, rows, hp.format.system_prompt, cfg)
+    result = evaluate.generate_and_score(net, tokenizer, rows, hp.format.system_prompt, cfg, layout=hp.format.layout)
     out = Path(ns.output or f"predictions-{name}.jsonl")
     out.write_text("".join(json.dumps(r) + "\n" for r in result["rows"]))
     metrics = {f"eval_{k}": v for k, v in result["summary"].items()}
@@ -174,7 +174,8 @@ def cmd_predict(ns: argparse.Namespace) -> int:
         row = compact_row({**row, "response": ""})
     k = ns.candidates or hp.eval.candidates
     [found] = evaluate.generate_candidates(
-        net, tokenizer, [row], hp.format.system_prompt, max_new_tokens=ns.max_new_tokens or hp.eval.max_new_tokens,
+        net, tokenizer, [row], hp.format.system_prompt, layout=hp.format.layout,
+        max_new_tokens=ns.max_new_tokens or hp.eval.max_new_tokens,
         batch_size=1, candidates=k, decoding=hp.eval.decoding, temperature=hp.eval.temperature, progress=False)
     print(found[guided.pick(found, ns.db, ns.pick or hp.eval.pick, needs_rows=hp.eval.pick_needs_rows)])
     return 0

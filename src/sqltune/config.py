@@ -122,6 +122,9 @@ class FormatConfig(_Strict):
                                                 "same database first), in training and at inference; 0 = none")
     compact_sql: bool = Field(False, description="train on the gold SQL and schema in fewer tokens: names lower-cased, "
                                                  "XaliasN aliases renamed xN (scoring still runs the corpus's own gold)")
+    layout: Literal["reference", "schema_first"] = Field(
+        "reference", description="the user turn: reference = question, schema, answer; schema_first = schema, "
+                                 "question, answer (rows of one database share their prompt up to the question)")
     prune_schema: bool = Field(True, description="a prompt over max_length loses its least relevant tables instead of its answer")
     padding_free: bool | None = Field(
         None, description="lay each batch end to end, no padding; None = on for model types known to support it")
@@ -149,6 +152,9 @@ class TrainConfig(_Strict):
         None, description="peak memory to stay under; None = 6 GiB on CPU, the GPU's memory on GPU")
     micro_batch_tokens: PositiveInt | None = Field(
         None, description="split each batch into passes of at most this many tokens; None = the plan decides")
+    group_by_database: bool = Field(
+        True, description="fill each batch from one database (and one schema) where the split allows, so the batch "
+                          "computes its shared prompt once; false = the Trainer's random batches")
 
 
 class RewardWeights(_Strict):

@@ -2,9 +2,14 @@
 execution accuracy (sql.scoring), per difficulty and per Spider hardness.
 
 The reference scored teacher-forced argmax tokens, which never shows what a user would get. Here
-each evaluation generates from the prompt alone: batched, prompts sorted by length so a batch
-pads little, left padding (decoder-only generation continues from the right edge), KV cache,
-greedy, stopping at the end-of-turn token.
+each evaluation generates from the prompt alone: batched, KV cache, greedy (or beams, or samples),
+stopping at the end-of-turn token. Batches are grouped by database (batches.py), so rows that
+share a prompt start (one database's schema, in the `schema_first` layout) land together; that start
+runs once, as a batch of one, and every row (and every beam or sample) continues from its keys
+and values: prefix caching, as inference servers do it. The rest of each row is left-padded after
+the shared start (decoder-only generation continues from the right edge; the attention mask hides
+the padding and the position ids skip it). A batch that shares less than `MIN_SHARED_PREFIX`
+tokens is left-padded whole, as before.
 
 Several ranks: rows are dealt round-robin to ranks, each generates its share, the chief gathers,
 scores and broadcasts the metrics, so every rank returns the same dict. Under ZeRO-3 every
@@ -14,6 +19,7 @@ with a repeated row whose output is dropped) and `generate` runs with `synced_gp
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import random
@@ -24,6 +30,8 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from sqltune import format as fmt
+from sqltune.batches import grouped, row_key
+from sqltune.model.loss import MIN_SHARED_PREFIX
 from sqltune.sql import guided, scoring
 from sqltune.config import EvalConfig, cache_root
 from sqltune.rundir import RunFolder
@@ -63,17 +71,21 @@ def generate_candidates(
     candidates: int = 1,
     decoding: str = "beam",
     temperature: float = 0.8,
+    layout: str = fmt.DEFAULT_LAYOUT,
+    share_prefix: bool = True,
     pad_batches_to: int | None = None,
     progress: bool = True,
 ) -> list[list[str]]:
     """`candidates` SQL strings per row, best first: greedy for 1; else beam search's top
-    sequences in score order, or samples in the order drawn."""
-    prompts = [fmt.prompt_text(r, tokenizer, system_prompt) for r in rows]
+    sequences in score order, or samples in the order drawn. `share_prefix` False: every batch
+    left-padded whole (the path before prefix caching; the tests compare the two)."""
+    prompts = [fmt.prompt_text(r, tokenizer, system_prompt, layout) for r in rows]
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    order = sorted(range(len(rows)), key=lambda i: len(encoded[i]))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = grouped([row_key(r) for r in rows], batch_size)  # one database's questions together
     if pad_batches_to is not None:  # ZeRO-3: every rank steps through the same number of batches
-        batches += [order[:1] or [0]] * (pad_batches_to - len(batches))
+        batches += [[0]] * (pad_batches_to - len(batches))
+    # Under ZeRO-3 on several ranks every forward is collective: a prefix pass on one rank only would hang.
+    share_prefix = share_prefix and not (_zero3() and _world()[1] > 1)
     stop = fmt.end_of_turn_ids(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop[0]
     device = next(model.parameters()).device
@@ -83,31 +95,90 @@ def generate_candidates(
     was_training = model.training
     model.eval()
     out: dict[int, list[str]] = {}
+    prefixes = PrefixCache(model)
     for batch in tqdm(batches, desc="generating SQL", disable=not progress, leave=False):
         if not encoded:
             break
-        longest = max(len(encoded[i]) for i in batch)
-        ids = torch.full((len(batch), longest), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), longest), dtype=torch.long)
-        for j, i in enumerate(batch):  # left padding
-            ids[j, longest - len(encoded[i]):] = torch.as_tensor(encoded[i])
-            mask[j, longest - len(encoded[i]):] = 1
+        seqs = [encoded[i] for i in batch]
+        shared = common_start(seqs) if share_prefix else 0
+        ids, mask = _left_padded(seqs, shared, pad_id)
+        extra = {}
+        if shared:
+            extra["past_key_values"] = prefixes.get(seqs[0][:shared], len(batch) * candidates, device)
         generated = model.generate(
             input_ids=ids.to(device),
             attention_mask=mask.to(device),
+            # Given, not left to generate: it derives them from the mask only for a model whose forward
+            # names `position_ids`, and padding after the shared start must not count as distance.
+            position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device),
             max_new_tokens=max_new_tokens,
             eos_token_id=stop,
             pad_token_id=pad_id,
             use_cache=True,
             synced_gpus=_zero3() and _world()[1] > 1,
             **search,
+            **extra,
         )
+        width = ids.shape[1]
         for j, i in enumerate(batch):  # sequences come grouped per row, best first
-            out.setdefault(i, [tokenizer.decode(generated[j * candidates + c, longest:], skip_special_tokens=True).strip()
+            out.setdefault(i, [tokenizer.decode(generated[j * candidates + c, width:], skip_special_tokens=True).strip()
                                for c in range(candidates)])
     if was_training:
         model.train()
     return [out.get(i, [""] * candidates) for i in range(len(rows))]
+
+
+def common_start(seqs: list[list[int]]) -> int:
+    """How many leading tokens every sequence shares, or 0 when too few to pay for a prefix pass.
+    At least one token of each sequence is left after it (generation needs a token to run).
+
+    >>> common_start([list(range(40)) + [1], list(range(40)) + [2, 3]])
+    40
+    """
+    if len(seqs) < 2:
+        return 0
+    n = 0
+    for column in zip(*seqs):
+        if any(t != column[0] for t in column):
+            break
+        n += 1
+    n = min(n, min(len(s) for s in seqs) - 1)
+    return n if n >= MIN_SHARED_PREFIX else 0
+
+
+def _left_padded(seqs: list[list[int]], shared: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask): the shared start, then each row's rest left-padded to the longest
+    rest. With `shared` 0 that is plain left padding."""
+    rest = max(len(s) for s in seqs) - shared
+    ids = torch.full((len(seqs), shared + rest), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for j, s in enumerate(seqs):
+        at = shared + rest - (len(s) - shared)
+        ids[j, :shared] = torch.as_tensor(s[:shared])
+        ids[j, at:] = torch.as_tensor(s[shared:])
+        mask[j, :shared] = 1
+        mask[j, at:] = 1
+    return ids, mask
+
+
+class PrefixCache:
+    """The keys and values of the last shared prompt start, kept while the next batches share it
+    (a database's questions span several batches); each batch gets its own copy, expanded to its
+    rows, since generation appends to the cache it is handed."""
+
+    def __init__(self, model: Any):
+        self.model = model
+        self.key: tuple[int, ...] | None = None
+        self.cache: Any = None
+
+    def get(self, start: list[int], rows: int, device: torch.device) -> Any:
+        if tuple(start) != self.key:
+            ids = torch.as_tensor([start], device=device)
+            self.cache = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True).past_key_values
+            self.key = tuple(start)
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(rows)
+        return cache
 
 
 def eval_rows(rows: list[dict[str, Any]], n: int, seed: int = 0) -> list[dict[str, Any]]:
@@ -138,14 +209,15 @@ def score(rows: list[dict[str, Any]], predictions: list[str], timeout_s: float,
 
 
 def generate_and_score(
-    model: Any, tokenizer: Any, rows: list[dict[str, Any]], system_prompt: str, cfg: EvalConfig
+    model: Any, tokenizer: Any, rows: list[dict[str, Any]], system_prompt: str, cfg: EvalConfig,
+    layout: str = fmt.DEFAULT_LAYOUT,
 ) -> dict[str, Any]:
     """Generate on every rank (rows sharded), score on the chief, same result on every rank.
     With `cfg.candidates` > 1 each row's answer is picked by execution (sql/guided.py)."""
     rank, world = _world()
     shard = rows[rank::world]
     kw = {"max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size, "candidates": cfg.candidates,
-          "decoding": cfg.decoding, "temperature": cfg.temperature}
+          "decoding": cfg.decoding, "temperature": cfg.temperature, "layout": layout}
     n_batches = None
     if world > 1 and _zero3():
         n_batches = -(-len(rows[0::world]) // cfg.batch_size)  # the longest shard's batch count
@@ -181,15 +253,16 @@ class GenerationEval:
     each evaluation's per-row predictions in the run folder."""
 
     def __init__(self, rows: list[dict[str, Any]], tokenizer: Any, system_prompt: str, cfg: EvalConfig,
-                 run: RunFolder):
+                 run: RunFolder, layout: str = fmt.DEFAULT_LAYOUT):
         self.rows = eval_rows(rows, cfg.generate_samples)
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
+        self.layout = layout
         self.cfg = cfg
         self.run = run
 
     def __call__(self, model: Any, prefix: str, step: int) -> dict[str, float]:
-        result = generate_and_score(model, self.tokenizer, self.rows, self.system_prompt, self.cfg)
+        result = generate_and_score(model, self.tokenizer, self.rows, self.system_prompt, self.cfg, self.layout)
         if _world()[0] == 0:
             path = self.run.predictions(prefix, step)
             path.parent.mkdir(parents=True, exist_ok=True)

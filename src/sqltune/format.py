@@ -1,7 +1,11 @@
 """A row -> chat messages -> text, with the tokenizer's own chat template.
 
-The prompt is shaped as the reference shapes it: a system prompt, then a user turn
-`Task: ...\\nSQL table: ...\\nSQL query: `, then the SQL as the assistant turn.
+The prompt is a system prompt, a user turn, then the SQL as the assistant turn. The user turn
+has two layouts (`format.layout`):
+- `reference`, as the reference example shapes it: `Task: ...\\nSQL table: ...\\nSQL query: `;
+- `schema_first`, as OmniSQL, DAIL-SQL and CodeS lay it out: `SQL table: ...\\nTask: ...\\nSQL query: `.
+  Rows of one database then share their prompt up to the question, so a batch of them computes
+  the schema once (model/loss.py, evaluate.py; batches.py groups the rows).
 
 Templates differ in what they accept. Rather than keying on model names, we ask the template:
 if rendering a system turn raises (Mistral's does: "roles must alternate") or silently drops
@@ -13,7 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
-USER_TEMPLATE = "Task: {instruction}\nSQL table: {input}\nSQL query: "
+LAYOUTS = {
+    "reference": "Task: {instruction}\nSQL table: {input}\nSQL query: ",
+    "schema_first": "SQL table: {input}\nTask: {instruction}\nSQL query: ",
+}
+DEFAULT_LAYOUT = "reference"
 # With `format.examples`: solved similar questions between the schema and the answer (data/examples.py)
 EXAMPLE_TEMPLATE = "Example task: {question}\nExample SQL query: {sql}\n"
 
@@ -52,17 +60,20 @@ def accepts_system_role(tokenizer: Any) -> bool:
     return ok
 
 
-def user_text(row: dict[str, Any]) -> str:
-    """The user turn: the reference's template, with the row's `examples` (if any) before the answer."""
-    text = USER_TEMPLATE.format(instruction=row["instruction"], input=row["input"])
-    if row.get("examples"):
-        head, _, tail = text.rpartition("SQL query: ")
-        text = head + "".join(EXAMPLE_TEMPLATE.format(**e) for e in row["examples"]) + "SQL query: " + tail
-    return text
+def user_text(row: dict[str, Any], layout: str = DEFAULT_LAYOUT) -> str:
+    """The user turn in `layout`, with the row's `examples` (if any) before the question in
+    `schema_first` (they depend on the question, the schema doesn't), before the answer in `reference`."""
+    shots = "".join(EXAMPLE_TEMPLATE.format(**e) for e in row.get("examples") or ())
+    template = LAYOUTS[layout]
+    if shots:
+        at = template.index("Task: ") if layout == "schema_first" else template.rindex("SQL query: ")
+        template = template[:at] + shots.replace("{", "{{").replace("}", "}}") + template[at:]
+    return template.format(instruction=row["instruction"], input=row["input"])
 
 
-def messages(row: dict[str, Any], system_prompt: str, *, fold_system: bool, answer: bool) -> list[dict[str, str]]:
-    user = user_text(row)
+def messages(row: dict[str, Any], system_prompt: str, *, fold_system: bool, answer: bool,
+             layout: str = DEFAULT_LAYOUT) -> list[dict[str, str]]:
+    user = user_text(row, layout)
     if fold_system and system_prompt:
         msgs = [{"role": "user", "content": f"{system_prompt}\n\n{user}"}]
     elif system_prompt:
@@ -74,15 +85,16 @@ def messages(row: dict[str, Any], system_prompt: str, *, fold_system: bool, answ
     return msgs
 
 
-def render(row: dict[str, Any], tokenizer: Any, system_prompt: str) -> tuple[str, str]:
+def render(row: dict[str, Any], tokenizer: Any, system_prompt: str, layout: str = DEFAULT_LAYOUT) -> tuple[str, str]:
     """(prompt, completion): the prompt ends with the generation prompt; prompt + completion is
     the whole conversation as the template renders it, the end-of-turn token included."""
     fold = not accepts_system_role(tokenizer)
     prompt = tokenizer.apply_chat_template(
-        messages(row, system_prompt, fold_system=fold, answer=False), tokenize=False, add_generation_prompt=True
+        messages(row, system_prompt, fold_system=fold, answer=False, layout=layout), tokenize=False,
+        add_generation_prompt=True,
     )
     full = tokenizer.apply_chat_template(
-        messages(row, system_prompt, fold_system=fold, answer=True), tokenize=False
+        messages(row, system_prompt, fold_system=fold, answer=True, layout=layout), tokenize=False
     )
     if not full.startswith(prompt):
         # Some templates render the last assistant turn differently from the generation prompt.
@@ -95,11 +107,12 @@ def render(row: dict[str, Any], tokenizer: Any, system_prompt: str) -> tuple[str
     return prompt, full[len(prompt):]
 
 
-def prompt_text(row: dict[str, Any], tokenizer: Any, system_prompt: str) -> str:
+def prompt_text(row: dict[str, Any], tokenizer: Any, system_prompt: str, layout: str = DEFAULT_LAYOUT) -> str:
     """Prompt only, ending with the generation prompt: what inference feeds the model."""
     fold = not accepts_system_role(tokenizer)
     return tokenizer.apply_chat_template(
-        messages(row, system_prompt, fold_system=fold, answer=False), tokenize=False, add_generation_prompt=True
+        messages(row, system_prompt, fold_system=fold, answer=False, layout=layout), tokenize=False,
+        add_generation_prompt=True,
     )
 
 

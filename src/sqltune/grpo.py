@@ -179,10 +179,10 @@ def name_reference(net: Any, cfg: config.ModelConfig, tokenizer: Any, args: trl.
         args.model_init_kwargs = {**extra, **(args.model_init_kwargs or {})}
 
 
-def prompt_dataset(rows: list[dict[str, Any]], tokenizer: Any, system_prompt: str) -> datasets.Dataset:
+def prompt_dataset(rows: list[dict[str, Any]], tokenizer: Any, system_prompt: str, layout: str) -> datasets.Dataset:
     """TRL's standard (text) prompt format, with the columns the reward reads."""
     return datasets.Dataset.from_list([
-        {"prompt": fmt.prompt_text(r, tokenizer, system_prompt), "gold": data_rows.golds(r),
+        {"prompt": fmt.prompt_text(r, tokenizer, system_prompt, layout), "gold": data_rows.golds(r),
          "db_path": r.get("db_path") or "", "schema": r.get("input") or "", "question": r["instruction"]}
         for r in rows])
 
@@ -211,13 +211,14 @@ def run(exp: config.Experiment, trial: platform.Trial, *, fresh: bool = False,
         rows = examples.splits_with_examples(splits, hp.format.examples)
         train_rows, train_fit = prune.prepare(rows["train"], tokenizer, hp.format, use_gold=True, name="train")
         valid_rows, valid_fit = prune.prepare(rows["valid"], tokenizer, hp.format, use_gold=False, name="valid")
-        train_ds = prompt_dataset(train_rows, tokenizer, hp.format.system_prompt)
+        train_ds = prompt_dataset(train_rows, tokenizer, hp.format.system_prompt, hp.format.layout)
         log.info("GRPO data: %d train prompts, %d generations each", len(train_ds), hp.grpo.num_generations)
         trainable, total = model.count_parameters(net)
 
         generation = None
         if hp.eval.generate_samples:
-            generation = evaluate.GenerationEval(valid_rows, tokenizer, hp.format.system_prompt, hp.eval, run_folder)
+            generation = evaluate.GenerationEval(valid_rows, tokenizer, hp.format.system_prompt, hp.eval, run_folder,
+                                                 hp.format.layout)
         rank = args.process_index
         scorer = rewards.Scorer(timeout_s=hp.grpo.sql_timeout_s, fuzz_dir=config.cache_root() / "fuzz",
                                 record=lambda records: run_folder.log_completions(rank, records))
@@ -227,7 +228,7 @@ def run(exp: config.Experiment, trial: platform.Trial, *, fresh: bool = False,
             reward_funcs=rewards.reward_functions(scorer),
             args=args,
             train_dataset=train_ds,
-            eval_dataset=prompt_dataset(generation.rows, tokenizer, hp.format.system_prompt) if generation else None,
+            eval_dataset=prompt_dataset(generation.rows, tokenizer, hp.format.system_prompt, hp.format.layout) if generation else None,
             processing_class=tokenizer,
             callbacks=[callback, *callbacks],
             generation=generation,

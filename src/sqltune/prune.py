@@ -224,17 +224,19 @@ def rank_tables(question: str, statements: list[Statement]) -> list[int]:
 
 # --- fitting ---------------------------------------------------------------------------------
 
-def fit_row(row: dict[str, Any], tokenizer: Any, system_prompt: str, max_length: int, *, use_gold: bool) -> Fitted:
+def fit_row(row: dict[str, Any], tokenizer: Any, system_prompt: str, max_length: int, *, use_gold: bool,
+            layout: str = fmt.DEFAULT_LAYOUT) -> Fitted:
     """The row unchanged if prompt + completion fit `max_length` tokens (counted as
     tokenize.encode counts them), else with as many tables as fit, best first (one that doesn't
     fit is skipped, a smaller one after it may still go in); see module doc. The row's `response`
     counts in both modes: at inference it stands for the room the generated answer will need."""
-    (p, c), = _lengths([row], tokenizer, system_prompt)
-    return _fit(row, p, c, tokenizer, system_prompt, max_length, use_gold)
+    (p, c), = _lengths([row], tokenizer, system_prompt, layout)
+    return _fit(row, p, c, tokenizer, system_prompt, max_length, use_gold, layout)
 
 
 def _fit(
-    row: dict[str, Any], p: int, c: int, tokenizer: Any, system_prompt: str, max_length: int, use_gold: bool
+    row: dict[str, Any], p: int, c: int, tokenizer: Any, system_prompt: str, max_length: int, use_gold: bool,
+    layout: str,
 ) -> Fitted:
     """`p`, `c`: the row's prompt and completion token counts. The completion never changes, so
     only prompts are counted again below."""
@@ -249,7 +251,7 @@ def _fit(
 
     # Estimate: the prompt without a schema, plus each statement's own token count, plus what the
     # newline between two statements costs (measured on the first one).
-    texts = [fmt.prompt_text({**row, "input": ""}, tokenizer, system_prompt), statements[0].text + "\n"]
+    texts = [fmt.prompt_text({**row, "input": ""}, tokenizer, system_prompt, layout), statements[0].text + "\n"]
     base, first_nl, *costs = (len(ids) for ids in tokenizer(
         texts + [s.text for s in statements], add_special_tokens=False)["input_ids"])
     newline = first_nl - costs[0]
@@ -262,7 +264,7 @@ def _fit(
     # Verify exactly; drop the last-added until it fits, never below one table.
     while True:
         new = {**row, "input": "\n".join(statements[i].text for i in sorted(chosen))}
-        p = len(tokenizer(fmt.prompt_text(new, tokenizer, system_prompt), add_special_tokens=False)["input_ids"])
+        p = len(tokenizer(fmt.prompt_text(new, tokenizer, system_prompt, layout), add_special_tokens=False)["input_ids"])
         if p + c <= max_length or len(chosen) == 1:
             break
         chosen.pop()
@@ -277,16 +279,17 @@ def _is_in(statement: Statement, tables: set[str]) -> bool:
     return statement.table is not None and statement.table.lower() in tables
 
 
-def _lengths(rows: list[dict[str, Any]], tokenizer: Any, system_prompt: str) -> list[tuple[int, int]]:
+def _lengths(rows: list[dict[str, Any]], tokenizer: Any, system_prompt: str, layout: str) -> list[tuple[int, int]]:
     """(len(prompt ids), len(completion ids)) per row, exactly as tokenize.encode counts them."""
-    rendered = [fmt.render(r, tokenizer, system_prompt) for r in rows]
+    rendered = [fmt.render(r, tokenizer, system_prompt, layout) for r in rows]
     prompts = tokenizer([p for p, _ in rendered], add_special_tokens=False)["input_ids"]
     completions = tokenizer([c for _, c in rendered], add_special_tokens=False)["input_ids"]
     return [(len(p), len(c)) for p, c in zip(prompts, completions)]
 
 
 def fit_rows(
-    rows: list[dict[str, Any]], tokenizer: Any, system_prompt: str, max_length: int, *, use_gold: bool, name: str
+    rows: list[dict[str, Any]], tokenizer: Any, system_prompt: str, max_length: int, *, use_gold: bool, name: str,
+    layout: str = fmt.DEFAULT_LAYOUT,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Fit every row (see fit_row), log one line, return the rows and their stats:
     rows, pruned, still_too_long, schema_recall (over pruned rows with a parseable gold; None if
@@ -296,8 +299,8 @@ def fit_rows(
     with tqdm(total=len(rows), desc=f"fitting {name} schemas", disable=len(rows) <= PROGRESS_OVER) as bar:
         for start in range(0, len(rows), BATCH):
             chunk = rows[start : start + BATCH]
-            for row, (p, c) in zip(chunk, _lengths(chunk, tokenizer, system_prompt)):
-                f = _fit(row, p, c, tokenizer, system_prompt, max_length, use_gold)
+            for row, (p, c) in zip(chunk, _lengths(chunk, tokenizer, system_prompt, layout)):
+                f = _fit(row, p, c, tokenizer, system_prompt, max_length, use_gold, layout)
                 fitted.append(f)
                 out.append(f.row)
             bar.update(len(chunk))
@@ -339,4 +342,4 @@ def prepare(rows: list[dict[str, Any]], tokenizer: Any, cfg: FormatConfig, *, us
                 if row.get("db_path") else row for row in rows]
     if not cfg.prune_schema:
         return rows, None
-    return fit_rows(rows, tokenizer, cfg.system_prompt, cfg.max_length, use_gold=use_gold, name=name)
+    return fit_rows(rows, tokenizer, cfg.system_prompt, cfg.max_length, use_gold=use_gold, name=name, layout=cfg.layout)

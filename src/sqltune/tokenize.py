@@ -20,27 +20,32 @@ import datasets
 import torch
 
 from sqltune import format as fmt
+from sqltune.batches import row_key
 
 log = logging.getLogger(__name__)
 IGNORE = -100
 
 
-def encode(row: dict[str, Any], tokenizer: Any, system_prompt: str, max_length: int) -> dict[str, Any]:
-    prompt, completion = fmt.render(row, tokenizer, system_prompt)
+def encode(row: dict[str, Any], tokenizer: Any, system_prompt: str, max_length: int,
+           layout: str = fmt.DEFAULT_LAYOUT) -> dict[str, Any]:
+    prompt, completion = fmt.render(row, tokenizer, system_prompt, layout)
     p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     c_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
     ids = (p_ids + c_ids)[:max_length]
     labels = ([IGNORE] * len(p_ids) + c_ids)[:max_length]
-    return {"input_ids": ids, "labels": labels, "n_prompt": len(p_ids), "n_full": len(p_ids) + len(c_ids)}
+    return {"input_ids": ids, "labels": labels, "n_prompt": len(p_ids), "n_full": len(p_ids) + len(c_ids),
+            "group": list(row_key(row))}
 
 
 def tokenize_split(
-    ds: datasets.Dataset, tokenizer: Any, system_prompt: str, max_length: int, name: str
+    ds: datasets.Dataset, tokenizer: Any, system_prompt: str, max_length: int, name: str,
+    layout: str = fmt.DEFAULT_LAYOUT,
 ) -> datasets.Dataset:
-    """Tokenize one split, log truncation counts, drop samples with no answer token left."""
+    """Tokenize one split, log truncation counts, drop samples with no answer token left. Each
+    sample keeps its `group` (database, schema text) for batches grouped by database (batches.py)."""
     out = ds.map(
         encode,
-        fn_kwargs={"tokenizer": tokenizer, "system_prompt": system_prompt, "max_length": max_length},
+        fn_kwargs={"tokenizer": tokenizer, "system_prompt": system_prompt, "max_length": max_length, "layout": layout},
         remove_columns=ds.column_names,
         desc=f"tokenizing {name}",
     )

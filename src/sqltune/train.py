@@ -21,7 +21,7 @@ import datasets
 import torch
 import transformers
 
-from sqltune import config, evaluate, model, platform, prune, rundir
+from sqltune import batches, config, evaluate, model, platform, prune, rundir
 from sqltune.data import examples
 from sqltune.data import splits as data_splits
 from sqltune.model import memory
@@ -35,6 +35,8 @@ class SQLTrainer(transformers.Trainer):
     own loss evaluation, plus any extra evaluation (generated SQL) added to the same metrics.
 
     `extra_eval(model, prefix, step)` runs inside every evaluation, on every rank, and returns metrics.
+    `groups` ({"train": keys, "eval": keys}, one (database, schema) per sample): batches grouped
+    by database (batches.py) for training and loss evaluation; None = the Trainer's own batches.
     """
 
     def __init__(
@@ -42,12 +44,27 @@ class SQLTrainer(transformers.Trainer):
         *args: Any,
         extra_eval: Callable[[Any, str, int], dict[str, float]] | None = None,
         micro_batch_tokens: int | None = None,
+        groups: dict[str, list[batches.Key]] | None = None,
         **kw: Any,
     ):
         super().__init__(*args, **kw)
         self.extra_eval = extra_eval
         self.micro_batch_tokens = micro_batch_tokens
+        self.groups = groups or {}
         self._counts = torch.zeros(2, dtype=torch.long)
+
+    def _get_train_sampler(self, train_dataset=None):  # noqa: ANN001, ANN202
+        keys = self.groups.get("train")
+        if keys is None or len(keys) != len(train_dataset if train_dataset is not None else self.train_dataset):
+            return super()._get_train_sampler(train_dataset)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return batches.GroupedSampler(keys, self._train_batch_size, seed=seed)
+
+    def _get_eval_sampler(self, eval_dataset):  # noqa: ANN001, ANN202
+        keys = self.groups.get("eval")
+        if keys is None or eval_dataset is None or len(keys) != len(eval_dataset):
+            return super()._get_eval_sampler(eval_dataset)
+        return batches.GroupedSampler(keys, self.args.eval_batch_size, seed=None)
 
     def training_step(self, model, inputs, num_items_in_batch=None):  # noqa: ANN001, ANN201
         """With `micro_batch_tokens`, one batch runs as several forward/backward passes (memory.py).
@@ -177,10 +194,12 @@ def run(
         train_rows, train_fit = prune.prepare(rows["train"], tokenizer, fmt, use_gold=True, name="train")
         valid_rows, valid_fit = prune.prepare(rows["valid"], tokenizer, fmt, use_gold=False, name="valid")
         train_ds = tok.tokenize_split(datasets.Dataset.from_list(train_rows), tokenizer, fmt.system_prompt,
-                                      fmt.max_length, "train")
+                                      fmt.max_length, "train", fmt.layout)
         eval_ds = tok.tokenize_split(datasets.Dataset.from_list(valid_rows), tokenizer, fmt.system_prompt,
-                                     fmt.max_length, "valid")
+                                     fmt.max_length, "valid", fmt.layout)
         log.info("data: %d train, %d valid samples (%s, %s)", len(train_ds), len(eval_ds), hp.data.source, hp.data.subset)
+        groups = {"train": [tuple(g) for g in train_ds["group"]], "eval": [tuple(g) for g in eval_ds["group"]]}
+        train_ds, eval_ds = train_ds.remove_columns("group"), eval_ds.remove_columns("group")
 
         transformers.set_seed(args.seed)  # LoRA's random init happens here, before the Trainer seeds
         net = model.load_model(hp.model, tokenizer, hp.lora, hp.quantization, args.gradient_checkpointing)
@@ -189,7 +208,7 @@ def run(
                                           fmt.padding_free, targs.get("gradient_checkpointing"))
         generation = None
         if hp.eval.generate_samples:
-            generation = evaluate.GenerationEval(valid_rows, tokenizer, fmt.system_prompt, hp.eval, run_folder)
+            generation = evaluate.GenerationEval(valid_rows, tokenizer, fmt.system_prompt, hp.eval, run_folder, fmt.layout)
         callback = platform.CoreCallback(core, trial=trial, run=run_folder)
         trainer = SQLTrainer(
             model=net,
@@ -201,6 +220,7 @@ def run(
             callbacks=[callback, *callbacks],
             extra_eval=generation,
             micro_batch_tokens=plan.micro_batch_tokens if plan else hp.train.micro_batch_tokens,
+            groups=groups if hp.train.group_by_database else None,
         )
 
         if hp.eval.at_start and trial.latest_checkpoint is None:
