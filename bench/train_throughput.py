@@ -17,13 +17,20 @@ baseline: transformers.Trainer, stock model forward (logits for every position, 
 sqltune:  the same Trainer, with sqltune's masked loss (LM head only where labels are), and
           padding-free batches where attention runs varlen (flash-attention: --attn flash_attention_2).
 
---workload realistic (issue 11): the real SmolLM2-135M-Instruct weights (the shipped GGUF), the
-generator's hard rows whose chat-formatted length is 400-500 tokens (multi-table schemas, joins and
-subqueries), batch 8, LoRA r16 alpha 32 dropout 0.1 on all linear layers, fp32, --threads 2. Rows:
-  plain          transformers.Trainer + PEFT as anyone would write it: stock loss, padded batches;
-  sqltune-noplan sqltune's model path (masked loss, LoRA dropout without a copy), no memory plan;
-  sqltune        sqltune's default, no setting changed: the memory plan under its 6 GiB CPU budget.
-Each row runs in its own process (peak RSS is its own) with the same rows in the same order.
+--workload realistic (issues 11, 23): the real SmolLM2-135M-Instruct weights (the shipped GGUF),
+the generator's hard rows whose chat-formatted length is 400-500 tokens (multi-table schemas, joins
+and subqueries), batch 8, LoRA r16 alpha 32 on all linear layers (dropout --dropout, 0.1 by
+default), fp32, --threads 2. The rows are taken as sqltune's sampler deals them (batches.py: one
+database's schema per batch where the data allows; the first --steps batches of a seeded epoch
+over the whole pool), and every variant gets the same rows in the same batches. Variants:
+  plain          transformers.Trainer + PEFT as anyone would write it: the reference layout (question
+                 before schema), stock loss, padded batches;
+  plain-sf       the same script on schema_first prompts (with --dropout 0 its losses are sqltune's);
+  sqltune-noplan sqltune's model path (masked loss, LoRA dropout without a copy), no memory plan,
+                 the reference layout;
+  sqltune-ref    sqltune with the memory plan, the reference layout (the default before issue 23);
+  sqltune        sqltune's default: the schema_first layout, so each batch computes its schema once.
+Each variant runs in its own process (peak RSS is its own).
 
 Tokens = non-padding tokens. MFU = tokens/s x flops/token / peak, flops/token = 6N full, 4N LoRA,
 +2N with activation recomputation (N = parameters), peak = --peak-tflops (790 bf16 dense H100/H200).
@@ -129,24 +136,38 @@ def run_variant(variant: str, ns: argparse.Namespace) -> dict:
             "peak_gib": peak, "final_loss": losses[-1], "losses": losses}
 
 
-def realistic_rows(n: int, tokenizer) -> list[dict]:  # noqa: ANN001
-    """The generator's hard rows whose chat-formatted length is 400-500 tokens, tokenized as sqltune does."""
+def realistic_rows(steps: int, batch: int, tokenizer, layout: str, source: str) -> tuple[list[dict], float]:  # noqa: ANN001
+    """The first `steps` batches of a seeded epoch of sqltune's grouped sampler, tokenized in
+    `layout` as sqltune does, and the share of those batches that hold one schema. Rows: the
+    generator's hard rows whose chat-formatted length (reference layout) is 400-500 tokens
+    (`source` "generator"; the generator shows each question only its tables, so one database
+    has several schema texts), or the training split of any `data.source` (a text2sql-data set:
+    one whole schema per database, as real corpora give it)."""
+    import random
     import tempfile
 
-    from sqltune.data import splits, synthetic
+    from sqltune import batches
     from sqltune import tokenize as tok
-    from sqltune.config import DEFAULT_SYSTEM_PROMPT
+    from sqltune.config import DEFAULT_SYSTEM_PROMPT, DataConfig
+    from sqltune.data import splits, synthetic
 
-    rows = []
-    for seed in range(20):
+    pool = []
+    if source != "generator":
+        pool = list(splits.load_splits(DataConfig(source=source, subset="all", split_by="question"))["train"])
+    for seed in range(3) if source == "generator" else ():  # 3 x 10 databases
         made = synthetic.generate(3000, seed, tempfile.mkdtemp(prefix="sqltune-bench-"))
         for row in splits.select(made, "hard", 10**6):
-            enc = tok.encode(row, tokenizer, DEFAULT_SYSTEM_PROMPT, 4096)
-            if 400 <= len(enc["input_ids"]) <= 500:
-                rows.append({"input_ids": enc["input_ids"], "labels": enc["labels"]})
-        if len(rows) >= n:
-            return rows[:n]
-    raise RuntimeError(f"only {len(rows)} rows of 400-500 tokens")
+            if 400 <= len(tok.encode(row, tokenizer, DEFAULT_SYSTEM_PROMPT, 4096)["input_ids"]) <= 500:
+                pool.append({**row, "db_id": f"{seed}:{row['db_id']}"})
+    dealt = batches.grouped([batches.row_key(r) for r in pool], batch, random.Random(0))[:steps]
+    if len(dealt) < steps or len(dealt[-1]) < batch:
+        raise RuntimeError(f"only {len(pool)} rows of 400-500 tokens")
+    one_schema = sum(len({pool[i]["input"] for i in b}) == 1 for b in dealt) / steps
+    rows = []
+    for i in (i for b in dealt for i in b):
+        enc = tok.encode(pool[i], tokenizer, DEFAULT_SYSTEM_PROMPT, 4096, layout)
+        rows.append({"input_ids": enc["input_ids"], "labels": enc["labels"]})
+    return rows, one_schema
 
 
 class CountingCollator:
@@ -170,21 +191,23 @@ def run_realistic(variant: str, ns: argparse.Namespace) -> dict:
     torch.set_num_threads(ns.threads)
     hp = config.Hyperparameters(
         model=config.ModelConfig(name="smollm2", dtype="float32"),
-        lora=config.LoraConfig(r=16, lora_alpha=32, lora_dropout=0.1, target_modules="all-linear"),
-        train=config.TrainConfig(memory_plan=variant == "sqltune"),
+        lora=config.LoraConfig(r=16, lora_alpha=32, lora_dropout=ns.dropout, target_modules="all-linear"),
+        train=config.TrainConfig(memory_plan=variant != "sqltune-noplan"),
         training_args={"output_dir": "/tmp/sqltune-bench"},
     )
     tokenizer = model.load_tokenizer(hp.model)
-    rows = realistic_rows(ns.steps * ns.batch, tokenizer)
+    layout = "schema_first" if variant in ("sqltune", "plain-sf") else "reference"
+    rows, one_schema = realistic_rows(ns.steps, ns.batch, tokenizer, layout, ns.source)
     args = transformers.TrainingArguments(
         output_dir="/tmp/sqltune-bench", max_steps=ns.steps, per_device_train_batch_size=ns.batch,
         learning_rate=1e-4, use_cpu=True, logging_steps=1, report_to="none", save_strategy="no",
-        dataloader_num_workers=0, seed=0, disable_tqdm=True, remove_unused_columns=False)
+        dataloader_num_workers=0, seed=0, disable_tqdm=True, remove_unused_columns=False,
+        train_sampling_strategy="sequential")  # the rows come in the sampler's batches already
     transformers.set_seed(0)
     plan, trainer_cls, extra = None, transformers.Trainer, {}
-    if variant == "plain":
+    if variant.startswith("plain"):
         net = transformers.AutoModelForCausalLM.from_pretrained(str(model.smollm2_folder()), dtype=torch.float32)
-        net = peft.get_peft_model(net, peft.LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=0.1,
+        net = peft.get_peft_model(net, peft.LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=ns.dropout,
                                                        target_modules="all-linear"))
         collator = tok.Collator(pad_id=tokenizer.pad_token_id)
     else:
@@ -208,7 +231,7 @@ def run_realistic(variant: str, ns: argparse.Namespace) -> dict:
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {"variant": variant, "s_per_step": span / (ns.steps - warm), "tokens_per_s": sum(counting.tokens[warm:]) / span,
             "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "losses": losses,
-            "final_loss": losses[-1], "plan": plan.line() if plan else "-"}
+            "final_loss": losses[-1], "plan": plan.line() if plan else "-", "one_schema": one_schema}
 
 
 def _child(variant: str, ns: argparse.Namespace, queue: mp.Queue) -> None:
@@ -228,12 +251,13 @@ def main_realistic(ns: argparse.Namespace) -> list[dict]:
     import os
     import platform
 
-    rows = [_in_own_process(v, ns) for v in ("plain", "sqltune-noplan", "sqltune")]
+    rows = [_in_own_process(v, ns) for v in ns.variants.split(",")]
     flags = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile")
                      if f in open("/proc/cpuinfo").read().split()) if os.path.exists("/proc/cpuinfo") else "?"
     isa = os.environ.get("ATEN_CPU_CAPABILITY", "default")
-    print(f"\nrealistic: SmolLM2-135M-Instruct, LoRA r16 all-linear (dropout 0.1), batch {ns.batch} x 400-500 tokens, "
-          f"fp32, {ns.threads} threads, {ns.steps} steps ({ns.warmup} warm-up)")
+    print(f"\nrealistic: SmolLM2-135M-Instruct, LoRA r16 all-linear (dropout {ns.dropout}), batch {ns.batch}"
+          f"{' x 400-500 tokens' if ns.source == 'generator' else ''}, fp32, {ns.threads} threads, {ns.steps} steps ({ns.warmup} warm-up); "
+          f"rows: {ns.source}; {rows[0]['one_schema']:.0%} of the batches hold one schema")
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, CPU flags: {flags}; "
           f"ATEN_CPU_CAPABILITY={isa}")
     print(f"{'variant':<16}{'s/step':>8}{'tokens/s':>10}{'peak GiB':>10}{'ratio':>7}  losses")
@@ -258,6 +282,10 @@ def main() -> None:
     p.add_argument("--batch", type=int, help="default 4 (arch), 8 (realistic)")
     p.add_argument("--attn", default="sdpa", help="arch: attention kernel (flash_attention_2 on a GPU)")
     p.add_argument("--median-len", type=int, default=350)
+    p.add_argument("--dropout", type=float, default=0.1, help="realistic: LoRA dropout (0: losses comparable per step)")
+    p.add_argument("--source", default="generator",
+                   help="realistic: generator, or a data.source such as text2sql-data:text2sql-data/restaurants.json")
+    p.add_argument("--variants", default="plain,plain-sf,sqltune-noplan,sqltune-ref,sqltune", help="realistic: which rows")
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--grad-ckpt", action="store_true")
     p.add_argument("--qlora", action="store_true", help="4-bit NF4 base (bitsandbytes) under the LoRA rows")

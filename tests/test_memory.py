@@ -261,3 +261,34 @@ def test_shared_prefix_gives_the_same_loss_and_gradients(monkeypatch) -> None:
     assert results[0][:3] == pytest.approx(results[1][:3], abs=1e-6)
     for a, b in zip(results[0][3], results[1][3]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_micro_batches_count_the_shared_start_once_per_pass() -> None:
+    """A batch whose rows share a long start computes start + rows x rest tokens, not rows x width:
+    it runs whole where its rows x width would have been split, and a split keeps each pass
+    within the budget counted that way, with the same loss and gradients as the whole batch."""
+    batch = _rows_with_shared_start(200)  # rows of 210, 230 and 218 tokens sharing 200
+    shared = memory.batch_shared_prefix(batch)
+    assert shared == 200
+    assert memory.pass_tokens(3, 230, shared) == 200 + 3 * 30 < 3 * 230
+    assert len(memory.split_batch(batch, 300)) == 1  # 290 computed tokens: one pass
+    parts = memory.split_batch(batch, 270)  # two rows: 260 computed tokens; three: 290
+    assert [p["input_ids"].shape[0] for p in parts] == [2, 1]
+    for part in parts:
+        rows, width = part["input_ids"].shape
+        assert memory.pass_tokens(rows, width, memory.batch_shared_prefix(part)) <= 270 or rows == 1
+    assert len(memory.split_batch(batch, 270, shared=0)) == 3  # counted as rows x width, nothing pairs
+    net = tiny_lora()
+    n_items = int((batch["labels"][:, 1:] != -100).sum())
+
+    def grads(passes: list[dict]) -> tuple[float, list[torch.Tensor]]:
+        net.zero_grad()
+        total = sum(net(**p, num_items_in_batch=n_items)["loss"] for p in passes)
+        total.backward()
+        return total.item(), [p.grad.clone() for p in net.parameters() if p.requires_grad]
+
+    whole_loss, whole = grads([batch])
+    split_loss, split = grads(parts)
+    assert split_loss == pytest.approx(whole_loss, abs=1e-5)
+    for a, b in zip(whole, split):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

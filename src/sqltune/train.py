@@ -67,13 +67,16 @@ class SQLTrainer(transformers.Trainer):
         return batches.GroupedSampler(keys, self.args.eval_batch_size, seed=None)
 
     def training_step(self, model, inputs, num_items_in_batch=None):  # noqa: ANN001, ANN201
-        """With `micro_batch_tokens`, one batch runs as several forward/backward passes (memory.py).
-        Each pass's loss is its token sum over the whole batch's `num_items_in_batch`, so the
-        gradients add up to the unsplit batch's; DDP syncs on the last pass only."""
-        if (self.micro_batch_tokens is None or num_items_in_batch is None or "attention_mask" not in inputs
-                or inputs["input_ids"].numel() <= self.micro_batch_tokens):
+        """With `micro_batch_tokens`, one batch runs as several forward/backward passes (memory.py)
+        when it computes more tokens than that (its shared prompt start counted once). Each pass's
+        loss is its token sum over the whole batch's `num_items_in_batch`, so the gradients add up
+        to the unsplit batch's; DDP syncs on the last pass only."""
+        if self.micro_batch_tokens is None or num_items_in_batch is None or "attention_mask" not in inputs:
             return super().training_step(model, inputs, num_items_in_batch)
-        parts = memory.split_batch(inputs, self.micro_batch_tokens)
+        shared = memory.batch_shared_prefix(inputs, self.model)
+        if memory.pass_tokens(*inputs["input_ids"].shape, shared) <= self.micro_batch_tokens:
+            return super().training_step(model, inputs, num_items_in_batch)
+        parts = memory.split_batch(inputs, self.micro_batch_tokens, shared)
         total = None
         for i, part in enumerate(parts):
             last = i == len(parts) - 1

@@ -42,6 +42,8 @@ import resource
 
 import torch
 
+from sqltune.model.loss import shared_prefix
+
 GIB = 2**30
 TRANSIENT = 2.0  # peak activation memory / bytes saved for backward (gradients in flight, allocator)
 PROBE_LENGTHS = (64, 128)
@@ -222,19 +224,41 @@ def make_plan(
     )
 
 
-def split_batch(inputs: dict[str, torch.Tensor], max_tokens: int) -> list[dict[str, torch.Tensor]]:
-    """A right-padded batch -> micro-batches of at most `max_tokens` (rows x their longest row),
-    rows longest first, each cut to its own longest row. One row is never split.
+def batch_shared_prefix(inputs: dict[str, torch.Tensor], model: torch.nn.Module | None = None) -> int:
+    """The prompt start every row of the batch shares, as the masked loss will run it once (not
+    under gradient checkpointing, which drops the cache that sharing needs)."""
+    decoder = model.get_decoder() if model is not None and hasattr(model, "get_decoder") else None
+    if "labels" not in inputs or "attention_mask" not in inputs or getattr(decoder, "gradient_checkpointing", False):
+        return 0
+    return shared_prefix(inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+
+
+def pass_tokens(rows: int, width: int, shared: int) -> int:
+    """Tokens one forward pass computes: the shared start once, then each row's rest (padded to
+    `width`). The activations a pass keeps grow with these, not with rows x width."""
+    return width if rows == 1 else shared + rows * (width - shared)
+
+
+def split_batch(inputs: dict[str, torch.Tensor], max_tokens: int, shared: int | None = None) -> list[dict[str, torch.Tensor]]:
+    """A right-padded batch -> micro-batches of at most `max_tokens` computed tokens
+    (`pass_tokens`: the batch's shared prompt start counts once per pass), rows longest first,
+    each cut to its own longest row. One row is never split. Every pass shares at least the
+    batch's shared start, so the plan's budget holds per pass.
+
+    Once per pass, not once per step: keeping the start's keys and values (and their graph)
+    alive across passes would hold them through every pass's backward, and a batch is split only
+    when it does not fit; rows of one schema mostly fit in one pass once the start counts once.
 
     >>> b = {"input_ids": torch.tensor([[1, 2, 0], [3, 4, 5]]), "attention_mask": torch.tensor([[1, 1, 0], [1, 1, 1]])}
     >>> [m["input_ids"].tolist() for m in split_batch(b, 3)]
     [[[3, 4, 5]], [[1, 2]]]
     """
     lengths = inputs["attention_mask"].sum(dim=1)
+    shared = batch_shared_prefix(inputs) if shared is None else shared
     order = torch.argsort(lengths, descending=True, stable=True).tolist()
     groups: list[list[int]] = []
     for i in order:
-        if groups and (len(groups[-1]) + 1) * int(lengths[groups[-1][0]]) <= max_tokens:
+        if groups and pass_tokens(len(groups[-1]) + 1, int(lengths[groups[-1][0]]), shared) <= max_tokens:
             groups[-1].append(i)
         else:
             groups.append([i])

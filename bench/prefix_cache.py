@@ -1,0 +1,110 @@
+"""Generation with each batch's shared prompt start prefilled once (issue 23) against the path
+before it (844cdc8: batches sorted by length, left-padded whole), same model, same rows.
+
+    python bench/prefix_cache.py --checkpoint runs/local/checkpoints/UUID     # a trained adapter
+    python bench/prefix_cache.py                                             # SmolLM2 as shipped
+
+Rows: the generator's medium rows from its 10 databases (--rows of them). Each variant writes
+the SQL of every row; the bench prints seconds, peak memory (RSS high-water mark of this process,
+which grows monotonically, so the variants run in the order old -> new and each figure is the
+peak so far), and whether the greedy SQL is identical row for row.
+  old            844cdc8's `generate_candidates` (its source, loaded from git), reference layout
+  old-sf         the same old code on schema_first prompts (isolates the layout from the cache)
+  new            today's path: batches grouped by database, shared start prefilled once, schema_first
+  new-k          today's path with --candidates beams (execution-guided decoding's draw)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from sqltune import config, evaluate, model
+from sqltune import format as fmt
+from sqltune.data import splits, synthetic
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def old_generate_candidates():  # noqa: ANN201
+    """844cdc8's evaluate.generate_candidates, from git (it only needs format.prompt_text)."""
+    source = subprocess.run(["git", "-C", str(ROOT), "show", "844cdc8:src/sqltune/evaluate.py"],
+                            check=True, capture_output=True, text=True).stdout
+    path = Path(tempfile.mkdtemp()) / "old_evaluate.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("old_evaluate", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.generate_candidates
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", help="a checkpoint folder (sqltune train's); default: SmolLM2 as shipped")
+    p.add_argument("--rows", type=int, default=320)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--candidates", type=int, default=4)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--variants", default="old,old-sf,new,new-k")
+    ns = p.parse_args()
+    torch.set_num_threads(ns.threads)
+
+    if ns.checkpoint:
+        from sqltune import cli
+
+        net, tokenizer, _ = model.load_checkpoint(cli.checkpoint_folder(ns.checkpoint))
+    else:
+        cfg = config.ModelConfig(name="smollm2", dtype="float32")
+        tokenizer = model.load_tokenizer(cfg)
+        net = model.load_model(cfg, tokenizer, None)
+    made = synthetic.generate(4000, 0, tempfile.mkdtemp(prefix="sqltune-bench-"))
+    rows = splits.select(made, "medium", 10**6)[:ns.rows]
+    n_db = len({r["db_id"] for r in rows})
+    n_schema = len({r["input"] for r in rows})
+    old = old_generate_candidates()
+    kw = {"max_new_tokens": ns.max_new_tokens, "batch_size": ns.batch_size, "progress": False}
+    runs = {
+        "old": lambda: old(net, tokenizer, rows, config.DEFAULT_SYSTEM_PROMPT, **kw),
+        "old-sf": lambda: old(net, tokenizer, rows, config.DEFAULT_SYSTEM_PROMPT, **kw),
+        "new": lambda: evaluate.generate_candidates(net, tokenizer, rows, config.DEFAULT_SYSTEM_PROMPT,
+                                                    layout="schema_first", **kw),
+        "new-k": lambda: evaluate.generate_candidates(net, tokenizer, rows, config.DEFAULT_SYSTEM_PROMPT,
+                                                      layout="schema_first", candidates=ns.candidates, **kw),
+    }
+    results = {}
+    print(f"{ns.rows} medium rows of {n_db} databases ({n_schema} distinct schemas), batch {ns.batch_size}, "
+          f"{ns.max_new_tokens} new tokens at most, {ns.threads} threads, "
+          f"model {'checkpoint ' + ns.checkpoint if ns.checkpoint else 'SmolLM2 as shipped'}")
+    for name in ns.variants.split(","):
+        if name == "old-sf":  # the old code renders the reference layout: swap prompt_text's default for this run
+            original = fmt.prompt_text
+            fmt.prompt_text = lambda r, t, s, layout="schema_first": original(r, t, s, layout)
+        started = time.perf_counter()
+        results[name] = runs[name]()
+        took = time.perf_counter() - started
+        if name == "old-sf":
+            fmt.prompt_text = original
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        same = ""
+        if name == "new" and "old-sf" in results:
+            same = f"  identical SQL to old-sf: {sum(a[0] == b[0] for a, b in zip(results['new'], results['old-sf']))}/{len(rows)}"
+        if name == "new" and "old" in results:
+            same += f"  identical to old: {sum(a[0] == b[0] for a, b in zip(results['new'], results['old']))}/{len(rows)}"
+        times[name] = took
+        print(f"{name:<8}{took:>8.1f} s{peak:>8.2f} GiB peak so far"
+              + (f"  {times['old'] / took:.2f}x old" if "old" in times else "") + same, flush=True)
+
+
+times: dict[str, float] = {}
+
+if __name__ == "__main__":
+    sys.exit(main())
