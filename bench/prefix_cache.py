@@ -4,7 +4,9 @@ before it (844cdc8: batches sorted by length, left-padded whole), same model, sa
     python bench/prefix_cache.py --checkpoint runs/local/checkpoints/UUID     # a trained adapter
     python bench/prefix_cache.py                                             # SmolLM2 as shipped
 
-Rows: the generator's medium rows from its 10 databases (--rows of them). Each variant writes
+Rows: the generator's medium rows from its 10 databases (--rows of them; it shows each question
+only its tables, so they hold many schema texts), or with --source the rows of any data.source
+(e.g. text2sql-data:text2sql-data/data/restaurants.json: one database, one schema). Each variant writes
 the SQL of every row; the bench prints seconds, peak memory (RSS high-water mark of this process,
 which grows monotonically, so the variants run in the order old -> new and each figure is the
 peak so far), and whether the greedy SQL is identical row for row.
@@ -55,6 +57,7 @@ def main() -> None:
     p.add_argument("--candidates", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--variants", default="old,old-sf,new,new-k")
+    p.add_argument("--source", default="generator", help="generator, or a data.source (all its splits' rows)")
     ns = p.parse_args()
     torch.set_num_threads(ns.threads)
 
@@ -66,8 +69,12 @@ def main() -> None:
         cfg = config.ModelConfig(name="smollm2", dtype="float32")
         tokenizer = model.load_tokenizer(cfg)
         net = model.load_model(cfg, tokenizer, None)
-    made = synthetic.generate(4000, 0, tempfile.mkdtemp(prefix="sqltune-bench-"))
-    rows = splits.select(made, "medium", 10**6)[:ns.rows]
+    if ns.source == "generator":
+        made = synthetic.generate(4000, 0, tempfile.mkdtemp(prefix="sqltune-bench-"))
+        rows = splits.select(made, "medium", 10**6)[:ns.rows]
+    else:
+        built = splits.load_splits(config.DataConfig(source=ns.source, subset="all", split_by="question"))
+        rows = [r for part in ("train", "valid", "test") for r in built[part]][:ns.rows]
     n_db = len({r["db_id"] for r in rows})
     n_schema = len({r["input"] for r in rows})
     old = old_generate_candidates()
@@ -81,7 +88,7 @@ def main() -> None:
                                                       layout="schema_first", candidates=ns.candidates, **kw),
     }
     results = {}
-    print(f"{ns.rows} medium rows of {n_db} databases ({n_schema} distinct schemas), batch {ns.batch_size}, "
+    print(f"{len(rows)} rows ({ns.source}) of {n_db} databases ({n_schema} distinct schemas), batch {ns.batch_size}, "
           f"{ns.max_new_tokens} new tokens at most, {ns.threads} threads, "
           f"model {'checkpoint ' + ns.checkpoint if ns.checkpoint else 'SmolLM2 as shipped'}")
     for name in ns.variants.split(","):

@@ -80,7 +80,8 @@ def test_the_trainer_gets_one_database_per_batch_in_every_epoch(tmp_path, smol_t
                groups={"train": keys, "eval": keys}).train()
     assert len(seen) == 10
     assert all(len({keys[i] for i in b}) == 1 for b in seen)
-    assert seen[:5] != seen[5:] and sorted(map(sorted, seen[:5])) == sorted(map(sorted, seen[5:]))
+    assert seen[:5] != seen[5:] and sorted(i for b in seen[:5] for i in b) == list(range(len(keys)))
+    assert sorted(i for b in seen[5:] for i in b) == list(range(len(keys)))
 
 
 ROW = {"instruction": "How many singers?", "input": "CREATE TABLE singer (id INT, name TEXT)",
@@ -123,7 +124,7 @@ def smol():
 
 
 @pytest.fixture(scope="module")
-def rows_of_three_databases(tmp_path_factory) -> list[dict]:
+def rows_of_two_databases(tmp_path_factory) -> list[dict]:
     from sqltune.data import splits, synthetic
 
     made = synthetic.generate(1200, 0, tmp_path_factory.mktemp("gen"))
@@ -132,24 +133,24 @@ def rows_of_three_databases(tmp_path_factory) -> list[dict]:
     for r in easy:
         by_db.setdefault(r["db_id"], []).append(r)
     picked = []
-    for db in sorted(by_db)[:3]:  # rows that share a schema, and rows that don't
+    for db in sorted(by_db)[:2]:  # rows that share a schema, and rows that don't
         rows = by_db[db]
         common = Counter(r["input"] for r in rows).most_common(1)[0][0]
-        picked += [r for r in rows if r["input"] == common][:3] + [r for r in rows if r["input"] != common][:1]
+        picked += [r for r in rows if r["input"] == common][:4] + [r for r in rows if r["input"] != common][:1]
     return picked
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("candidates,decoding", [(1, "beam"), (2, "beam")])
 def test_prefix_cached_generation_writes_what_left_padded_generation_writes(
-        smol, rows_of_three_databases, candidates: int, decoding: str) -> None:
-    """Real SmolLM2 weights, rows of three databases (some sharing a schema, some not), batch 4:
+        smol, rows_of_two_databases, candidates: int, decoding: str) -> None:
+    """Real SmolLM2 weights, rows of two databases (some sharing a schema, some not), batch 4:
     greedy (and beam) SQL with each batch's shared start prefilled once equals the SQL of whole
     left-padded batches, token for token."""
     net, tokenizer = smol
-    kw = {"max_new_tokens": 24, "batch_size": 4, "candidates": candidates, "decoding": decoding,
+    kw = {"max_new_tokens": 16, "batch_size": 4, "candidates": candidates, "decoding": decoding,
           "layout": "schema_first", "progress": False}
-    rows = rows_of_three_databases
+    rows = rows_of_two_databases
     shared_batches = [b for b in batches.grouped([batches.row_key(r) for r in rows], 4)
                       if len({rows[i]["input"] for i in b}) == 1 and len(b) > 1]
     assert shared_batches, "the rows must give at least one batch of one schema"
@@ -183,6 +184,7 @@ def test_accelerates_ddp_sharding_gives_each_rank_whole_batches_of_one_database(
     inner = torch.utils.data.BatchSampler(sampler, 4, drop_last=False)
     dealt = [list(BatchSamplerShard(inner, num_processes=world, process_index=r)) for r in range(world)]
     for rank, got in enumerate(dealt):
-        assert got[:len(ours[rank::world])] == ours[rank::world][:len(got)]
-        full = [b for b in got if len(b) == 4 and len({keys[i][0] for i in b}) == 1]
-        assert len(full) >= len(got) - 1
+        # every batch but the last is ours as dealt; the last may be topped up from the start
+        # (accelerate's even_batches), and only it may mix databases
+        assert got[:-1] == ours[rank::world][:len(got) - 1]
+        assert all(len({keys[i][0] for i in b}) == 1 for b in got[:-1])

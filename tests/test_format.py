@@ -12,7 +12,7 @@ from sqltune.config import ModelConfig
 
 ROW = {"instruction": "How many singers?", "input": "CREATE TABLE singer (id INT)", "response": "SELECT COUNT(*) FROM singer"}
 SYSTEM = "You write SQL."
-USER = "Task: How many singers?\nSQL table: CREATE TABLE singer (id INT)\nSQL query: "
+USER = "SQL table: CREATE TABLE singer (id INT)\nTask: How many singers?\nSQL query: "  # the default layout, schema_first
 
 # Mistral-7B-Instruct-v0.2's template in essence: no system role, strict alternation.
 MISTRAL_LIKE = (

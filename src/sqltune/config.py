@@ -123,7 +123,7 @@ class FormatConfig(_Strict):
     compact_sql: bool = Field(False, description="train on the gold SQL and schema in fewer tokens: names lower-cased, "
                                                  "XaliasN aliases renamed xN (scoring still runs the corpus's own gold)")
     layout: Literal["reference", "schema_first"] = Field(
-        "reference", description="the user turn: reference = question, schema, answer; schema_first = schema, "
+        "schema_first", description="the user turn: reference = question, schema, answer; schema_first = schema, "
                                  "question, answer (rows of one database share their prompt up to the question)")
     prune_schema: bool = Field(True, description="a prompt over max_length loses its least relevant tables instead of its answer")
     padding_free: bool | None = Field(
@@ -153,8 +153,9 @@ class TrainConfig(_Strict):
     micro_batch_tokens: PositiveInt | None = Field(
         None, description="split each batch into passes of at most this many tokens; None = the plan decides")
     group_by_database: bool = Field(
-        True, description="fill each batch from one database (and one schema) where the split allows, so the batch "
-                          "computes its shared prompt once; false = the Trainer's random batches")
+        False, description="fill each batch from one database (and one schema) where the split allows, so the batch "
+                           "computes its shared prompt once; false = the Trainer's random batches (on the generator's "
+                           "data grouped batches cost accuracy: bench/NOTES.md section 12)")
 
 
 class RewardWeights(_Strict):
@@ -332,6 +333,9 @@ def build(raw: dict[str, Any], overrides: list[str] = (), path: Path | None = No
         problems.extend(_cross_checks(hparams))
     if problems:
         raise ConfigError(problems, str(path or "config"))
+    # The copy beside every checkpoint names its prompt layout even when the YAML left it out: the
+    # default changed (reference -> schema_first), and a copy without it was trained on the reference's.
+    hp.setdefault("format", {}).setdefault("layout", hparams.format.layout)
     return Experiment(path=path, raw=raw, hparams=hparams, resolved=hp)
 
 

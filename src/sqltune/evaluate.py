@@ -171,6 +171,7 @@ class PrefixCache:
         self.key: tuple[int, ...] | None = None
         self.cache: Any = None
 
+    @torch.no_grad()
     def get(self, start: list[int], rows: int, device: torch.device) -> Any:
         if tuple(start) != self.key:
             ids = torch.as_tensor([start], device=device)

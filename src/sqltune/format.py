@@ -21,7 +21,7 @@ LAYOUTS = {
     "reference": "Task: {instruction}\nSQL table: {input}\nSQL query: ",
     "schema_first": "SQL table: {input}\nTask: {instruction}\nSQL query: ",
 }
-DEFAULT_LAYOUT = "reference"
+DEFAULT_LAYOUT = "schema_first"
 # With `format.examples`: solved similar questions between the schema and the answer (data/examples.py)
 EXAMPLE_TEMPLATE = "Example task: {question}\nExample SQL query: {sql}\n"
 
