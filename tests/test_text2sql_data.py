@@ -196,8 +196,10 @@ def test_examples_in_the_prompt_for_training_and_evaluation(folder: Path, tmp_pa
 
     row = {"instruction": "q?", "input": "CREATE TABLE t (a INT);", "response": "SELECT a FROM t",
            "examples": [{"question": "e?", "sql": "SELECT 1"}]}
-    assert fmt.user_text(row) == ("Task: q?\nSQL table: CREATE TABLE t (a INT);\nExample task: e?\n"
-                                  "Example SQL query: SELECT 1\nSQL query: ")
+    assert fmt.user_text(row, "reference") == ("Task: q?\nSQL table: CREATE TABLE t (a INT);\nExample task: e?\n"
+                                               "Example SQL query: SELECT 1\nSQL query: ")
+    assert fmt.user_text(row) == ("SQL table: CREATE TABLE t (a INT);\nExample task: e?\n"
+                                  "Example SQL query: SELECT 1\nTask: q?\nSQL query: ")
     cfg = tiny_config(tmp_path, data={"source": f"text2sql-data:{folder / 'minirest.json'}", "split_by": "question",
                                       "subset": "all", "cache_dir": str(tmp_path / "cache")},
                       format={"max_length": 512, "examples": 2, "compact_sql": True})
