@@ -55,6 +55,15 @@ def test_split_batch_keeps_every_row_once_within_the_budget() -> None:
     assert len(memory.split_batch(batch, 1)) == len(lengths)  # one row is never split
 
 
+def passes_loss_and_grads(net: torch.nn.Module, batch: dict, passes: list[dict]) -> tuple[float, list[torch.Tensor]]:
+    """The summed loss and the trainable gradients of `passes`, each over the whole batch's label count."""
+    n_items = int((batch["labels"][:, 1:] != -100).sum())
+    net.zero_grad()
+    total = sum(net(**p, num_items_in_batch=n_items)["loss"] for p in passes)
+    total.backward()
+    return total.item(), [p.grad.clone() for p in net.parameters() if p.requires_grad]
+
+
 def test_micro_batched_step_equals_the_whole_batch() -> None:
     """Gradients of one batch run as 1-row passes equal the unsplit batch's (masked loss, sum / n)."""
     net = tiny_lora()
@@ -66,16 +75,8 @@ def test_micro_batched_step_equals_the_whole_batch() -> None:
         ids[i, :len(r)], mask[i, :len(r)] = r, 1
         labels[i, len(r) // 2:len(r)] = r[len(r) // 2:]
     batch = {"input_ids": ids, "labels": labels, "attention_mask": mask}
-    n_items = int((labels[:, 1:] != -100).sum())
-
-    def grads(parts: list[dict]) -> tuple[float, list[torch.Tensor]]:
-        net.zero_grad()
-        total = sum(net(**p, num_items_in_batch=n_items)["loss"] for p in parts)
-        total.backward()
-        return total.item(), [p.grad.clone() for p in net.parameters() if p.requires_grad]
-
-    whole_loss, whole = grads([batch])
-    split_loss, split = grads(memory.split_batch(batch, 30))
+    whole_loss, whole = passes_loss_and_grads(net, batch, [batch])
+    split_loss, split = passes_loss_and_grads(net, batch, memory.split_batch(batch, 30))
     assert split_loss == pytest.approx(whole_loss, abs=1e-6)
     for a, b in zip(whole, split):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
@@ -279,16 +280,8 @@ def test_micro_batches_count_the_shared_start_once_per_pass() -> None:
         assert memory.pass_tokens(rows, width, memory.batch_shared_prefix(part)) <= 270 or rows == 1
     assert len(memory.split_batch(batch, 270, shared=0)) == 3  # counted as rows x width, nothing pairs
     net = tiny_lora()
-    n_items = int((batch["labels"][:, 1:] != -100).sum())
-
-    def grads(passes: list[dict]) -> tuple[float, list[torch.Tensor]]:
-        net.zero_grad()
-        total = sum(net(**p, num_items_in_batch=n_items)["loss"] for p in passes)
-        total.backward()
-        return total.item(), [p.grad.clone() for p in net.parameters() if p.requires_grad]
-
-    whole_loss, whole = grads([batch])
-    split_loss, split = grads(parts)
+    whole_loss, whole = passes_loss_and_grads(net, batch, [batch])
+    split_loss, split = passes_loss_and_grads(net, batch, parts)
     assert split_loss == pytest.approx(whole_loss, abs=1e-5)
     for a, b in zip(whole, split):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
