@@ -87,7 +87,8 @@ def main() -> None:
         "new-k": lambda: evaluate.generate_candidates(net, tokenizer, rows, config.DEFAULT_SYSTEM_PROMPT,
                                                       layout="schema_first", candidates=ns.candidates, **kw),
     }
-    results = {}
+    results: dict[str, list[list[str]]] = {}
+    times: dict[str, float] = {}
     print(f"{len(rows)} rows ({ns.source}) of {n_db} databases ({n_schema} distinct schemas), batch {ns.batch_size}, "
           f"{ns.max_new_tokens} new tokens at most, {ns.threads} threads, "
           f"model {'checkpoint ' + ns.checkpoint if ns.checkpoint else 'SmolLM2 as shipped'}")
@@ -110,8 +111,6 @@ def main() -> None:
         print(f"{name:<8}{took:>8.1f} s{peak:>8.2f} GiB peak so far"
               + (f"  {times['old'] / took:.2f}x old" if "old" in times else "") + same, flush=True)
 
-
-times: dict[str, float] = {}
 
 if __name__ == "__main__":
     sys.exit(main())

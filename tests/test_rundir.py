@@ -204,3 +204,22 @@ def test_the_file_names_have_one_owner() -> None:
                  for p in (REPO / "src" / "sqltune").rglob("*.py") if p.name != "rundir.py"}
     assert {path: found for path, found in elsewhere.items() if found} == {}
     assert all(n in Path(rundir.__file__).read_text() for n in names)
+
+
+def test_a_config_copy_names_its_prompt_layout_and_an_old_one_reads_as_the_reference(tmp_path: Path) -> None:
+    """Every copy written now names format.layout, also when the YAML left it out; a copy from
+    before the option existed trained on the reference layout and must not get today's default."""
+    from sqltune import config
+
+    cfg = tiny_config(tmp_path)
+    cfg["hyperparameters"].pop("format", None)
+    exp = config.build(cfg)
+    assert exp.resolved["format"]["layout"] == exp.hparams.format.layout == "schema_first"
+    new, old, none = (_mkdir(tmp_path / n) for n in ("new", "old", "none"))
+    rundir.write_config_copy(new, exp.resolved)
+    rundir.write_config_copy(old, {"format": {"max_length": 256}, "lora": {"r": 4}})
+    rundir.write_config_copy(none, {"lora": {"r": 4}})
+    assert rundir.read_config_copy(new)["format"]["layout"] == "schema_first"
+    assert rundir.read_config_copy(old)["format"] == {"layout": "reference", "max_length": 256}
+    assert rundir.read_config_copy(none)["format"] == {"layout": "reference"}
+    assert rundir.read_config_copy(tmp_path / "missing") is None

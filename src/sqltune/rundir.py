@@ -219,9 +219,17 @@ def hf_checkpoint(folder: Path) -> Path | None:
 
 
 def read_config_copy(checkpoint: Path) -> dict[str, Any] | None:
-    """The hyperparameters a checkpoint was trained with; None when it has no config copy."""
+    """The hyperparameters a checkpoint was trained with; None when it has no config copy.
+
+    A copy written before `format.layout` existed (every copy names it since) was trained on the
+    reference layout, which was then the only one: it is read as such, not as today's default."""
     path = checkpoint / CONFIG_COPY
-    return yaml.safe_load(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    saved = yaml.safe_load(path.read_text())
+    if isinstance(saved, dict):
+        saved["format"] = {"layout": "reference", **(saved.get("format") or {})}
+    return saved
 
 
 def write_config_copy(checkpoint: Path, hparams: dict[str, Any]) -> None:

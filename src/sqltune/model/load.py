@@ -245,8 +245,6 @@ def load_checkpoint(ckpt: Path, *, dequantize: bool = False) -> tuple[torch.nn.M
     saved = rundir.read_config_copy(ckpt)
     if saved is None:
         raise CheckpointNotFound(f"--checkpoint: {ckpt} has no {rundir.CONFIG_COPY} (not written by sqltune?)")
-    if isinstance(saved.get("format"), dict):  # written before format.layout existed: it trained on the reference's
-        saved["format"].setdefault("layout", "reference")
     exp = config.build({"hyperparameters": saved}, path=ckpt / rundir.CONFIG_COPY)
     hp = exp.hparams
     tokenizer = (transformers.AutoTokenizer.from_pretrained(ckpt, padding_side="right")
