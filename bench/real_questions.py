@@ -92,7 +92,8 @@ def plain(ns: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
     net = peft.get_peft_model(net, peft.LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=0.1,
                                                    target_modules="all-linear"))
     args = transformers.TrainingArguments(
-        output_dir=str(work / "plain-run"), num_train_epochs=2, per_device_train_batch_size=8, learning_rate=3e-4,
+        output_dir=str(work / "plain-run"), num_train_epochs=2, per_device_train_batch_size=ns.plain_micro_batch,
+        gradient_accumulation_steps=8 // ns.plain_micro_batch, learning_rate=3e-4,
         lr_scheduler_type="cosine", warmup_steps=5, logging_steps=5, save_strategy="no", report_to="none",
         use_cpu=True, seed=42, dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True)
     trainer = transformers.Trainer(model=net, args=args, train_dataset=train,
@@ -161,6 +162,9 @@ def main() -> None:
     p.add_argument("--sides", default="plain,sqltune")
     p.add_argument("--recipe", default="experiments/real-questions.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="sqltune side: an override")
+    p.add_argument("--plain-micro-batch", type=int, choices=(1, 2, 4, 8), default=8,
+                   help="plain side: rows per forward, the rest of the batch of 8 by gradient accumulation "
+                        "(scholar's ~1,000-token rows at 8 a pass need more than 24 GiB)")
     p.add_argument("--work", default="/tmp/sqltune-real-questions")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
