@@ -16,7 +16,7 @@ import torch
 
 from sqltune import evaluate, model
 from sqltune.data import splits as data_splits
-from sqltune.config import DEFAULT_SYSTEM_PROMPT, DataConfig, ModelConfig
+from sqltune.config import DEFAULT_SYSTEM_PROMPT, DataSettings, ModelSettings
 
 
 def main() -> None:
@@ -31,10 +31,10 @@ def main() -> None:
     p.add_argument("--skip-single", action="store_true", help="time the batched run only")
     ns = p.parse_args()
 
-    cfg = ModelConfig(name=ns.model, dtype=ns.dtype or ("float32" if ns.device == "cpu" else "bfloat16"))
+    cfg = ModelSettings(name=ns.model, dtype=ns.dtype or ("float32" if ns.device == "cpu" else "bfloat16"))
     tokenizer = model.load_tokenizer(cfg)
     net = model.load_model(cfg, tokenizer).to(ns.device).eval()
-    splits = data_splits.load_splits(DataConfig(source="synthetic", subset=ns.subset, max_rows=max(10 * ns.rows, 100)))
+    splits = data_splits.load_splits(DataSettings(source="synthetic", subset=ns.subset, max_rows=max(10 * ns.rows, 100)))
     rows = list(splits["train"].select(range(ns.rows)))
 
     def timed(batch_size: int) -> tuple[float, list[str]]:

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 from sqltune import config, evaluate, model
-from sqltune import format as fmt
+from sqltune import prompts
 from sqltune.data import splits, synthetic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,14 +66,14 @@ def main() -> None:
 
         net, tokenizer, _ = model.load_checkpoint(cli.checkpoint_folder(ns.checkpoint))
     else:
-        cfg = config.ModelConfig(name="smollm2", dtype="float32")
+        cfg = config.ModelSettings(name="smollm2", dtype="float32")
         tokenizer = model.load_tokenizer(cfg)
         net = model.load_model(cfg, tokenizer, None)
     if ns.source == "generator":
         made = synthetic.generate(4000, 0, tempfile.mkdtemp(prefix="sqltune-bench-"))
         rows = splits.select(made, "medium", 10**6)[:ns.rows]
     else:
-        built = splits.load_splits(config.DataConfig(source=ns.source, subset="all", split_by="question"))
+        built = splits.load_splits(config.DataSettings(source=ns.source, subset="all", split_by="question"))
         rows = [r for part in ("train", "valid", "test") for r in built[part]][:ns.rows]
     n_db = len({r["db_id"] for r in rows})
     n_schema = len({r["input"] for r in rows})
@@ -94,13 +94,13 @@ def main() -> None:
           f"model {'checkpoint ' + ns.checkpoint if ns.checkpoint else 'SmolLM2 as shipped'}")
     for name in ns.variants.split(","):
         if name == "old-sf":  # the old code renders the reference layout: swap prompt_text's default for this run
-            original = fmt.prompt_text
-            fmt.prompt_text = lambda r, t, s, layout="schema_first": original(r, t, s, layout)
+            original = prompts.prompt_text
+            prompts.prompt_text = lambda r, t, s, layout="schema_first": original(r, t, s, layout)
         started = time.perf_counter()
         results[name] = runs[name]()
         took = time.perf_counter() - started
         if name == "old-sf":
-            fmt.prompt_text = original
+            prompts.prompt_text = original
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         same = ""
         if name == "new" and "old-sf" in results:

@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import transformers
+
 HELD_OUT = "geography"  # the outside check: never train, tune or measure on it while choosing a recipe
 SYSTEM = ("You are a helpful programmer assistant that excels at SQL. When prompted with a task and a definition "
           "of an SQL table, you respond with a SQL query to retrieve information from the table. Don't explain "
@@ -65,14 +67,13 @@ def score(rows: list[dict[str, Any]], predictions: list[str], work: Path) -> dic
 def plain(ns: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
     import peft
     import torch
-    import transformers
 
-    from sqltune.config import DataConfig
+    from sqltune.config import DataSettings
     from sqltune.data.splits import load_splits
     from sqltune.model.load import smollm2_folder
 
     torch.set_num_threads(ns.threads)
-    splits = load_splits(DataConfig(**data_overrides(ns, name), cache_dir=str(work / "data")))
+    splits = load_splits(DataSettings(**data_overrides(ns, name), cache_dir=str(work / "data")))
     folder = str(smollm2_folder())
     tok = transformers.AutoTokenizer.from_pretrained(folder)
     tok.pad_token = tok.pad_token or tok.eos_token
@@ -94,13 +95,17 @@ def plain(ns: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
     args = transformers.TrainingArguments(
         output_dir=str(work / "plain-run"), num_train_epochs=2, per_device_train_batch_size=ns.plain_micro_batch,
         gradient_accumulation_steps=8 // ns.plain_micro_batch, learning_rate=3e-4,
-        lr_scheduler_type="cosine", warmup_steps=5, logging_steps=5, save_strategy="no", report_to="none",
-        use_cpu=True, seed=42, dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True)
-    trainer = transformers.Trainer(model=net, args=args, train_dataset=train,
+        lr_scheduler_type="cosine", warmup_steps=5, logging_steps=5, report_to="none",
+        save_strategy="steps" if ns.plain_save_steps else "no", save_steps=ns.plain_save_steps or 500,
+        save_total_limit=1, use_cpu=True, seed=42, dataloader_num_workers=0, remove_unused_columns=False,
+        disable_tqdm=True)
+    clock = StepClock(work / "plain-steps.jsonl")
+    trainer = transformers.Trainer(model=net, args=args, train_dataset=train, callbacks=[clock],
                                    data_collator=transformers.DataCollatorForSeq2Seq(tok, padding=True))
+    resume = any((work / "plain-run").glob("checkpoint-*"))  # a run cut short (a session's end): go on from it
     started = time.perf_counter()
-    trainer.train()
-    train_s = time.perf_counter() - started
+    trainer.train(resume_from_checkpoint=resume or None)
+    train_s = clock.total_s(time.perf_counter() - started)
 
     started = time.perf_counter()
     net.eval()
@@ -117,6 +122,34 @@ def plain(ns: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
                                                                       "predicted": p}) + "\n" for r, p in zip(test, preds)))
     return {**score(test, preds, work), "train_s": train_s, "eval_s": eval_s, "steps": trainer.state.global_step,
             "peak_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+class StepClock(transformers.TrainerCallback):
+    """Each step's end time, appended to a file that outlives the process: a plain side cut short
+    by a session's end resumes from its checkpoint (--plain-save-steps), and its training time is
+    the sum of its segments (each from its Trainer's start to its last step; a restart's model load
+    is left out, as the first start's is)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.segment = time.time()
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"segment": self.segment, "step": state.global_step, "t": time.time()}) + "\n")
+
+    def total_s(self, this_segment_s: float) -> float:
+        """This segment's time plus each earlier one's up to the step the next resumed from (the
+        steps after its last checkpoint were run again, and count once)."""
+        lines = [json.loads(x) for x in self.path.read_text().splitlines()] if self.path.exists() else []
+        starts = sorted({x["segment"] for x in lines} - {self.segment})
+        total = this_segment_s
+        for i, start in enumerate(starts):
+            after = starts[i + 1] if i + 1 < len(starts) else self.segment
+            resumed_at = min((x["step"] for x in lines if x["segment"] == after), default=1) - 1
+            kept = [x["t"] for x in lines if x["segment"] == start and x["step"] <= resumed_at]
+            total += (max(kept) - start) if kept else 0.0
+        return total
 
 
 # ---- sqltune: its own commands -------------------------------------------------------------------
@@ -165,6 +198,9 @@ def main() -> None:
     p.add_argument("--plain-micro-batch", type=int, choices=(1, 2, 4, 8), default=8,
                    help="plain side: rows per forward, the rest of the batch of 8 by gradient accumulation "
                         "(scholar's ~1,000-token rows at 8 a pass need more than 24 GiB)")
+    p.add_argument("--plain-save-steps", type=int, default=0,
+                   help="plain side: a checkpoint every N steps, and a rerun resumes from it (a run longer than a "
+                        "session: scholar's takes ~3 h on 2 cores); its step times go to plain-steps.jsonl")
     p.add_argument("--work", default="/tmp/sqltune-real-questions")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)

@@ -3,7 +3,7 @@ schema recall at inference.
 
     python bench/schema_pruning.py                      # 10,000 generated rows, max_length 512
 
-Target (issue 14): on the hard rows, no row loses its whole answer to truncation (tokenize.encode's
+Target (issue 14): on the hard rows, no row loses its whole answer to truncation (tokens.encode's
 drop rule: prompt length >= max_length) once pruned, and the question-only pruning
 (`use_gold=False`) keeps every gold table in >= 95% of the pruned rows. The same hard rows are
 fitted twice: as training rows (`use_gold=True`) and as validation rows (`use_gold=False`).
@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sqltune import prune, tokenize
-from sqltune.config import DEFAULT_SYSTEM_PROMPT, ModelConfig
+from sqltune import prune, tokens
+from sqltune.config import DEFAULT_SYSTEM_PROMPT, ModelSettings
 from sqltune.data import synthetic
 from sqltune.data.rows import difficulty
 from sqltune.model import load_tokenizer
@@ -38,10 +38,10 @@ def cpu_flags() -> str:
 
 
 def truncation(rows: list[dict[str, Any]], tok: Any, max_length: int) -> tuple[int, int]:
-    """(rows tokenize.encode drops: whole answer cut, rows that lose part of their answer)."""
+    """(rows tokens.encode drops: whole answer cut, rows that lose part of their answer)."""
     dropped = cut = 0
     for row in rows:
-        enc = tokenize.encode(row, tok, DEFAULT_SYSTEM_PROMPT, max_length)
+        enc = tokens.encode(row, tok, DEFAULT_SYSTEM_PROMPT, max_length)
         dropped += enc["n_prompt"] >= max_length
         cut += enc["n_prompt"] < max_length < enc["n_full"]
     return dropped, cut
@@ -59,7 +59,7 @@ def main() -> int:
 
     rows = synthetic.generate(ns.rows, ns.seed, tempfile.mkdtemp(prefix="sqltune-bench-"))
     hard = [r for r in rows if difficulty(r) == "hard"]
-    tok = load_tokenizer(ModelConfig(name="smollm2"))
+    tok = load_tokenizer(ModelSettings(name="smollm2"))
     print(f"{len(hard)} hard rows of {len(rows)}; SmolLM2 tokenizer, max_length={ns.max_length}")
 
     dropped, cut = truncation(hard, tok, ns.max_length)

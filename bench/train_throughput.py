@@ -76,8 +76,8 @@ def run_variant(variant: str, ns: argparse.Namespace) -> dict:
     import transformers
 
     from sqltune.model import loss as sqloss
-    from sqltune import tokenize as tok
-    from sqltune.train import SQLTrainer
+    from sqltune import tokens
+    from sqltune.recipes.sft import SQLTrainer
 
     arch = dict(ARCHS[ns.arch])
     config = transformers.AutoConfig.for_model(arch.pop("model_type"), **arch)
@@ -104,9 +104,9 @@ def run_variant(variant: str, ns: argparse.Namespace) -> dict:
         net = peft.get_peft_model(net, peft.LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=0.0,
                                                        target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
     data = make_data(ns.steps * ns.batch, ns.median_len, config.vocab_size)
-    from sqltune.train import pays_to_pack
+    from sqltune.recipes.sft import pays_to_pack
 
-    collator = tok.Collator(pad_id=0, padding_free=variant.startswith("sqltune") and pays_to_pack(net))
+    collator = tokens.Collator(pad_id=0, padding_free=variant.startswith("sqltune") and pays_to_pack(net))
     args = transformers.TrainingArguments(
         output_dir="/tmp/sqltune-bench", max_steps=ns.steps, per_device_train_batch_size=ns.batch,
         learning_rate=1e-4, bf16=ns.bf16, use_cpu=ns.device == "cpu", gradient_checkpointing=ns.grad_ckpt,
@@ -126,8 +126,8 @@ def run_variant(variant: str, ns: argparse.Namespace) -> dict:
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
     warm = min(ns.warmup, ns.steps - 2)
-    tokens = sum(len(r["input_ids"]) for r in data[warm * ns.batch:])
-    tok_s = tokens / (times[-1] - times[warm - 1]) if warm > 0 else tokens / (times[-1] - times[0])
+    n_tokens = sum(len(r["input_ids"]) for r in data[warm * ns.batch:])
+    tok_s = n_tokens / (times[-1] - times[warm - 1]) if warm > 0 else n_tokens / (times[-1] - times[0])
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     flops = (6 if ns.mode == "full" else 4) * n_params + (2 * n_params if ns.grad_ckpt else 0)
     peak = (torch.cuda.max_memory_allocated() / 2**30 if ns.device == "cuda"
@@ -147,17 +147,17 @@ def realistic_rows(steps: int, batch: int, tokenizer, layout: str, source: str) 
     import tempfile
 
     from sqltune import batches
-    from sqltune import tokenize as tok
-    from sqltune.config import DEFAULT_SYSTEM_PROMPT, DataConfig
+    from sqltune import tokens
+    from sqltune.config import DEFAULT_SYSTEM_PROMPT, DataSettings
     from sqltune.data import splits, synthetic
 
     pool = []
     if source != "generator":
-        pool = list(splits.load_splits(DataConfig(source=source, subset="all", split_by="question"))["train"])
+        pool = list(splits.load_splits(DataSettings(source=source, subset="all", split_by="question"))["train"])
     for seed in range(3) if source == "generator" else ():  # 3 x 10 databases
         made = synthetic.generate(3000, seed, tempfile.mkdtemp(prefix="sqltune-bench-"))
         for row in splits.select(made, "hard", 10**6):
-            if 400 <= len(tok.encode(row, tokenizer, DEFAULT_SYSTEM_PROMPT, 4096)["input_ids"]) <= 500:
+            if 400 <= len(tokens.encode(row, tokenizer, DEFAULT_SYSTEM_PROMPT, 4096)["input_ids"]) <= 500:
                 pool.append({**row, "db_id": f"{seed}:{row['db_id']}"})
     dealt = batches.grouped([batches.row_key(r) for r in pool], batch, random.Random(0))[:steps]
     if len(dealt) < steps or len(dealt[-1]) < batch:
@@ -165,7 +165,7 @@ def realistic_rows(steps: int, batch: int, tokenizer, layout: str, source: str) 
     one_schema = sum(len({pool[i]["input"] for i in b}) == 1 for b in dealt) / steps
     rows = []
     for i in (i for b in dealt for i in b):
-        enc = tok.encode(pool[i], tokenizer, DEFAULT_SYSTEM_PROMPT, 4096, layout)
+        enc = tokens.encode(pool[i], tokenizer, DEFAULT_SYSTEM_PROMPT, 4096, layout)
         rows.append({"input_ids": enc["input_ids"], "labels": enc["labels"]})
     return rows, one_schema
 
@@ -185,14 +185,15 @@ def run_realistic(variant: str, ns: argparse.Namespace) -> dict:
     import peft
     import transformers
 
-    from sqltune import config, model, train
-    from sqltune import tokenize as tok
+    from sqltune import config, model
+    from sqltune.recipes import sft
+    from sqltune import tokens
 
     torch.set_num_threads(ns.threads)
     hp = config.Hyperparameters(
-        model=config.ModelConfig(name="smollm2", dtype="float32"),
-        lora=config.LoraConfig(r=16, lora_alpha=32, lora_dropout=ns.dropout, target_modules="all-linear"),
-        train=config.TrainConfig(memory_plan=variant != "sqltune-noplan"),
+        model=config.ModelSettings(name="smollm2", dtype="float32"),
+        lora=config.LoraSettings(r=16, lora_alpha=32, lora_dropout=ns.dropout, target_modules="all-linear"),
+        train=config.TrainSettings(memory_plan=variant != "sqltune-noplan"),
         training_args={"output_dir": "/tmp/sqltune-bench"},
     )
     tokenizer = model.load_tokenizer(hp.model)
@@ -209,13 +210,13 @@ def run_realistic(variant: str, ns: argparse.Namespace) -> dict:
         net = transformers.AutoModelForCausalLM.from_pretrained(str(model.smollm2_folder()), dtype=torch.float32)
         net = peft.get_peft_model(net, peft.LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=ns.dropout,
                                                        target_modules="all-linear"))
-        collator = tok.Collator(pad_id=tokenizer.pad_token_id)
+        collator = tokens.Collator(pad_id=tokenizer.pad_token_id)
     else:
         net = model.load_model(hp.model, tokenizer, hp.lora)
-        padding_free, plan = train.plan_batches(net, [len(r["input_ids"]) for r in rows], args, hp.train,
+        padding_free, plan = sft.plan_batches(net, [len(r["input_ids"]) for r in rows], args, hp.train,
                                                 hp.format.padding_free, None)
-        collator = tok.Collator(pad_id=tokenizer.pad_token_id, padding_free=padding_free)
-        trainer_cls, extra = train.SQLTrainer, {"micro_batch_tokens": plan.micro_batch_tokens if plan else None}
+        collator = tokens.Collator(pad_id=tokenizer.pad_token_id, padding_free=padding_free)
+        trainer_cls, extra = sft.SQLTrainer, {"micro_batch_tokens": plan.micro_batch_tokens if plan else None}
     counting = CountingCollator(collator)
     times: list[float] = []
 

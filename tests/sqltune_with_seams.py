@@ -10,7 +10,7 @@ hooks. Everything else is the real entry point (`cli.main`).
     SQLTUNE_TEST_VARIED_FORMAT=1 the GRPO reward's format part follows the completion's length
                                  (a random tiny model writes no SQL, so every real part would
                                  be 0 and every advantage 0); tests/test_rewards.py checks it.
-    SQLTUNE_TEST_LOAD_PROBE=DIR  right after `model.load_model` returns inside `train.run`, each
+    SQLTUNE_TEST_LOAD_PROBE=DIR  right after `model.load_model` returns inside the SFT recipe, each
                                  rank writes DIR/rank<R>.json: the parameter elements it holds
                                  (`numel()`) and their full sizes (`ds_numel` under ZeRO-3).
 """

@@ -1,4 +1,4 @@
-"""Batches grouped by database (batches.py), the schema_first layout (format.py), and generation
+"""Batches grouped by database (batches.py), the schema_first layout (prompts.py), and generation
 that prefills a batch's shared prompt start once (evaluate.py)."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import transformers
 
 from conftest import TINY_LLAMA
 from sqltune import batches, config, evaluate, model
-from sqltune import format as fmt
-from sqltune import tokenize as tok
-from sqltune.train import SQLTrainer
+from sqltune import prompts
+from sqltune import tokens
+from sqltune.recipes.sft import SQLTrainer
 
 
 def keys_of(sizes: dict[tuple[str, str], int]) -> list[batches.Key]:
@@ -63,7 +63,7 @@ def test_grouped_reshuffles_per_epoch_and_keeps_a_fixed_order_without_rng() -> N
 def test_the_trainer_gets_one_database_per_batch_in_every_epoch(tmp_path, smol_tokenizer) -> None:
     """The real HF Trainer (with accelerate's dataloader) over SQLTrainer's sampler: every batch
     it trains on holds one schema where the data allows, and epoch 2 deals other batches."""
-    net = model.load_model(config.ModelConfig(from_config=TINY_LLAMA), smol_tokenizer)
+    net = model.load_model(config.ModelSettings(from_config=TINY_LLAMA), smol_tokenizer)
     keys = keys_of({("a", "s1"): 8, ("b", "s2"): 8, ("c", "s3"): 4})
     ds = datasets.Dataset.from_list([{"input_ids": [5 + i % 7, 6, 7, 8], "labels": [-100, 6, 7, 8], "row": i}
                                      for i in range(len(keys))])
@@ -71,7 +71,7 @@ def test_the_trainer_gets_one_database_per_batch_in_every_epoch(tmp_path, smol_t
 
     def collate(features: list[dict]) -> dict:
         seen.append([f["row"] for f in features])
-        return tok.Collator(pad_id=0)([{k: f[k] for k in ("input_ids", "labels")} for f in features])
+        return tokens.Collator(pad_id=0)([{k: f[k] for k in ("input_ids", "labels")} for f in features])
 
     args = transformers.TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=4, num_train_epochs=2,
                                           use_cpu=True, report_to="none", save_strategy="no", logging_strategy="no",
@@ -89,8 +89,8 @@ ROW = {"instruction": "How many singers?", "input": "CREATE TABLE singer (id INT
 
 
 def test_schema_first_puts_the_schema_before_the_examples_and_the_question() -> None:
-    ref = fmt.user_text(ROW, "reference")
-    first = fmt.user_text(ROW, "schema_first")
+    ref = prompts.user_text(ROW, "reference")
+    first = prompts.user_text(ROW, "schema_first")
     assert ref.index("Task: How many") < ref.index("SQL table:") < ref.index("Example task:") < ref.index("SQL query: ")
     assert first.index("SQL table:") < first.index("Example task:") < first.index("Task: How many") \
         < first.rindex("SQL query: ")
@@ -100,25 +100,25 @@ def test_schema_first_puts_the_schema_before_the_examples_and_the_question() -> 
 def test_schema_first_rows_of_one_database_share_their_tokens_up_to_the_question(smol_tokenizer) -> None:
     other = {**ROW, "instruction": "Which singer is the oldest?", "examples": []}
     one = {**ROW, "examples": []}
-    ids = [tok.encode(r, smol_tokenizer, config.DEFAULT_SYSTEM_PROMPT, 4096, "schema_first")["input_ids"]
+    ids = [tokens.encode(r, smol_tokenizer, config.DEFAULT_SYSTEM_PROMPT, 4096, "schema_first")["input_ids"]
            for r in (one, other)]
     shared = evaluate.common_start(ids)
-    schema_end = len(smol_tokenizer(fmt.prompt_text(one, smol_tokenizer, config.DEFAULT_SYSTEM_PROMPT, "schema_first")
+    schema_end = len(smol_tokenizer(prompts.prompt_text(one, smol_tokenizer, config.DEFAULT_SYSTEM_PROMPT, "schema_first")
                                     .split("Task:")[0], add_special_tokens=False)["input_ids"])
     assert shared >= schema_end - 1
-    ref = [tok.encode(r, smol_tokenizer, config.DEFAULT_SYSTEM_PROMPT, 4096, "reference")["input_ids"]
+    ref = [tokens.encode(r, smol_tokenizer, config.DEFAULT_SYSTEM_PROMPT, 4096, "reference")["input_ids"]
            for r in (one, other)]
     assert evaluate.common_start(ref) < shared
 
 
 @pytest.fixture(scope="module")
 def smol_tokenizer():
-    return model.load_tokenizer(config.ModelConfig(name="smollm2"))
+    return model.load_tokenizer(config.ModelSettings(name="smollm2"))
 
 
 @pytest.fixture(scope="module")
 def smol():
-    hp = config.ModelConfig(name="smollm2", dtype="float32")
+    hp = config.ModelSettings(name="smollm2", dtype="float32")
     tokenizer = model.load_tokenizer(hp)
     return model.load_model(hp, tokenizer, None), tokenizer
 

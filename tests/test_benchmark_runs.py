@@ -10,7 +10,7 @@ import pytest
 
 from conftest import read_metrics, tiny_config, write_config
 from sqltune import cli
-from sqltune.config import DataConfig
+from sqltune.config import DataSettings
 from sqltune.data import splits as data_splits
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -58,7 +58,7 @@ def test_evaluate_scores_the_dev_split_of_a_benchmark_folder(tmp_path: Path, cap
 
 
 def test_split_by_db_keeps_every_database_in_one_split(tmp_path: Path) -> None:
-    cfg = DataConfig(source="synthetic", subset="all", synthetic_rows=600, split_by="db", cache_dir=str(tmp_path))
+    cfg = DataSettings(source="synthetic", subset="all", synthetic_rows=600, split_by="db", cache_dir=str(tmp_path))
     splits = data_splits.load_splits(cfg)
     dbs = {name: set(splits[name]["db_id"]) for name in ("train", "valid", "test")}
     assert dbs["train"] and dbs["valid"] and dbs["test"]
@@ -79,7 +79,7 @@ def test_explicit_split_files_and_a_file_that_carries_only_db_paths(tmp_path: Pa
                                 + "\n" for e in entries))
         return path
 
-    cfg = DataConfig(train=str(write("train.jsonl", spider_train)), valid=str(write("valid.jsonl", spider_dev)),
+    cfg = DataSettings(train=str(write("train.jsonl", spider_train)), valid=str(write("valid.jsonl", spider_dev)),
                      subset="all", cache_dir=str(tmp_path / "cache"))
     splits = data_splits.load_splits(cfg)
     assert len(splits["train"]) == len(spider_train) and len(splits["valid"]) == len(spider_dev)
@@ -103,11 +103,11 @@ def test_data_split_mistakes_are_one_line(data: dict, expected: str, tmp_path: P
 
 def test_sample_rows_come_from_each_rows_database(tmp_path: Path) -> None:
     from sqltune import prune
-    from sqltune.config import FormatConfig
+    from sqltune.config import FormatSettings
     from sqltune.data import benchmarks
 
     dev = benchmarks.benchmark_splits(f"spider:{SPIDER}")["valid"][:3]
-    rows, stats = prune.prepare(dev, tokenizer=None, cfg=FormatConfig(sample_rows=2, prune_schema=False),
+    rows, stats = prune.prepare(dev, tokenizer=None, cfg=FormatSettings(sample_rows=2, prune_schema=False),
                                 use_gold=False, name="valid")
     assert stats is None  # pruning off: no tokenizer needed
     for before, after in zip(dev, rows):

@@ -26,7 +26,7 @@ import yaml
 
 import text2sql_fixture
 from conftest import tiny_config, write_config
-from sqltune import cli, config, platform
+from sqltune import cli, config, core_api
 from sqltune.sql.scoring import SQL_METRICS
 from sqltune.study.space import search_space, yaml_text
 
@@ -116,7 +116,7 @@ def test_loads_and_agrees_with_the_trial(rel: str, at_root: None) -> None:
     assert searcher["metric"] in reported, f"the trial never reports {searcher['metric']}"
     assert searcher.get("smaller_is_better", True) == (searcher["metric"] == "eval_loss")
     assert targs.get("eval_strategy", "no") != "no", "no evaluation: the searcher would get no metric"
-    platform.check_searcher(searcher, SimpleNamespace(max_steps=targs["max_steps"]))  # max_length, max_time
+    core_api.check_searcher(searcher, SimpleNamespace(max_steps=targs["max_steps"]))  # max_length, max_time
 
 
 @pytest.mark.parametrize("rel", CLUSTER)
@@ -204,12 +204,12 @@ BROKEN = {  # id: ({hyperparameter: value}, text the error must hold)
 @pytest.fixture
 def tripwire(monkeypatch: pytest.MonkeyPatch) -> None:
     """Training (and so any data or model load) must never start for a broken config."""
-    from sqltune import train
+    from sqltune import recipes
 
     def run(*args: Any, **kwargs: Any) -> None:
-        raise AssertionError("train.run reached: the config error came too late")
+        raise AssertionError("recipes.run reached: the config error came too late")
 
-    monkeypatch.setattr(train, "run", run)
+    monkeypatch.setattr(recipes, "run", run)
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
@@ -313,7 +313,8 @@ def test_user_mistake_is_one_line(changes: dict, expected: str, tmp_path: Path, 
 
 
 def test_a_folder_that_is_not_a_model(tmp_path: Path, capsys: pytest.CaptureFixture[str], tripwire: None) -> None:
-    cfg = tiny_config(tmp_path, model={"name": str(tmp_path)})
+    cfg = tiny_config(tmp_path)
+    cfg["hyperparameters"]["model"] = {"name": str(tmp_path)}
     err = run_cli(capsys, str(write_config(tmp_path, cfg)))
     assert f"hyperparameters.model.name: '{tmp_path}' is not a model folder" in err
 

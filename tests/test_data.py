@@ -11,7 +11,7 @@ import pytest
 from sqltune import cli
 from sqltune.data import rows as data_rows, splits as data_splits
 from sqltune.errors import DataError
-from sqltune.config import DataConfig
+from sqltune.config import DataSettings
 
 from conftest import tiny_config, write_config
 
@@ -86,20 +86,20 @@ def test_every_file_type_loads_and_bad_rows_are_skipped_and_counted(tmp_path: Pa
     rows = [{**row(20), "instruction": f"q{i}"} for i in range(30)]
     rows[3]["response"] = ""  # empty response: skipped
     _write(tmp_path / f"a{suffix}", rows)
-    got, skipped = data_splits.read_rows(DataConfig(source=str(tmp_path / f"a{suffix}")), tmp_path)
+    got, skipped = data_splits.read_rows(DataSettings(source=str(tmp_path / f"a{suffix}")), tmp_path)
     assert len(got) == 29 and len(skipped) == 1 and "row 4" in skipped[0] and "response" in skipped[0]
 
 
 def test_glob_source_reads_every_file_in_order(tmp_path: Path) -> None:
     _write(tmp_path / "part-1.jsonl", [{**row(20), "instruction": "a"}])
     _write(tmp_path / "part-2.jsonl", [{**row(20), "instruction": "b"}])
-    got, _ = data_splits.read_rows(DataConfig(source=str(tmp_path / "part-*.jsonl")), tmp_path)
+    got, _ = data_splits.read_rows(DataSettings(source=str(tmp_path / "part-*.jsonl")), tmp_path)
     assert [r["instruction"] for r in got] == ["a", "b"]
 
 
 def test_cache_is_built_once_and_reused(tmp_path: Path) -> None:
     src = _write(tmp_path / "a.jsonl", [{**row(20), "instruction": f"q{i}"} for i in range(40)])
-    cfg = DataConfig(source=str(src), cache_dir=str(tmp_path / "cache"), max_eval_samples=2)
+    cfg = DataSettings(source=str(src), cache_dir=str(tmp_path / "cache"), max_eval_samples=2)
     first = data_splits.load_splits(cfg)
     built = sorted(p for p in (tmp_path / "cache").iterdir() if p.is_dir())
     assert len(built) == 1 and len(first["valid"]) == 2
@@ -130,14 +130,14 @@ def test_broken_json_line_names_the_row(tmp_path: Path) -> None:
     p = tmp_path / "x.jsonl"
     p.write_text(json.dumps(row(20)) + "\n{not json\n")
     with pytest.raises(DataError, match=r"x.jsonl row 2: not valid JSON"):
-        data_splits.read_rows(DataConfig(source=str(p)), tmp_path)
+        data_splits.read_rows(DataSettings(source=str(p)), tmp_path)
 
 
 def test_json_file_that_is_not_a_list_of_rows_is_one_clear_message(tmp_path: Path) -> None:
     p = tmp_path / "x.json"
     p.write_text(json.dumps("just a string"))
     with pytest.raises(DataError, match=r"x.json: expected a list of rows, got str"):
-        data_splits.read_rows(DataConfig(source=str(p)), tmp_path)
+        data_splits.read_rows(DataSettings(source=str(p)), tmp_path)
 
 
 # ---- malformed files (issue 12): a counted skip or one clear message, never a traceback ----------------
@@ -146,7 +146,7 @@ GOOD = {"instruction": "Show names", "input": "CREATE TABLE t (name TEXT)", "res
 
 
 def _read(path: Path) -> tuple[list, list]:
-    return data_splits.read_rows(DataConfig(source=str(path)), path.parent)
+    return data_splits.read_rows(DataSettings(source=str(path)), path.parent)
 
 
 @pytest.mark.parametrize(("name", "content", "expected"), [

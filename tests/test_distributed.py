@@ -7,7 +7,7 @@ at the freshly loaded model) it is launched through tests/sqltune_with_seams.py 
 Determined's own launchers (`python -m determined.launch.torch_distributed` / `.deepspeed`)
 refuse to start off-cluster ("must be run on-cluster"); on a cluster they wrap the same
 `torch.distributed.run` (static rendezvous, --master_port 29400) and `deepspeed --no_python
---no_local_rank` commands launched here, and add DET_CHIEF_IP, which platform.py prefers.
+--no_local_rank` commands launched here, and add DET_CHIEF_IP, which core_api.py prefers.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY_LLAMA, kl_by_step, read_metrics, tiny_config, write_config
-from sqltune import platform
+from sqltune import core_api
 
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ def _bindable(port: int) -> bool:
 
 def free_port() -> int:
     """A MASTER_PORT whose next two ports are free as well (the run's zmq ports are MASTER_PORT + 1
-    and + 2, platform.distributed_context), below Linux's ephemeral range (32768-60999): a port the
+    and + 2, core_api.distributed_context), below Linux's ephemeral range (32768-60999): a port the
     kernel handed out (port 0) has neighbours it hands out next, to gloo's and the store's own
     sockets, and a run once failed on 'Address already in use' for MASTER_PORT + 1."""
     rnd = random.Random()
@@ -157,10 +157,10 @@ DEEPSPEED = {"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "LOCAL_SIZE": "2
 
 @pytest.fixture
 def made(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """The keyword arguments platform.distributed_context hands to DistributedContext (which
+    """The keyword arguments core_api.distributed_context hands to DistributedContext (which
     itself would block on its zmq peers)."""
     calls: list[dict[str, Any]] = []
-    monkeypatch.setattr(platform.det.core, "DistributedContext", lambda **kw: calls.append(kw) or kw)
+    monkeypatch.setattr(core_api.det.core, "DistributedContext", lambda **kw: calls.append(kw) or kw)
     for name in LAUNCHER_ENV:
         monkeypatch.delenv(name, raising=False)
     return calls
@@ -171,7 +171,7 @@ def made(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 def test_distributed_context_reads_each_launchers_names(made, monkeypatch, env, use_deepspeed) -> None:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    platform.distributed_context(use_deepspeed=use_deepspeed)
+    core_api.distributed_context(use_deepspeed=use_deepspeed)
     assert made == [{"rank": 1, "size": 4, "local_rank": 1, "local_size": 2, "cross_rank": 0, "cross_size": 2,
                      "chief_ip": "10.0.0.1", "pub_port": 40001, "pull_port": 40002}]
 
@@ -179,13 +179,13 @@ def test_distributed_context_reads_each_launchers_names(made, monkeypatch, env, 
 def test_distributed_context_prefers_det_chief_ip_and_names_missing_variables(made, monkeypatch) -> None:
     for name, value in {**TORCHRUN, "DET_CHIEF_IP": "10.0.0.9"}.items():
         monkeypatch.setenv(name, value)
-    platform.distributed_context(use_deepspeed=False)
+    core_api.distributed_context(use_deepspeed=False)
     assert made[-1]["chief_ip"] == "10.0.0.9"
     monkeypatch.delenv("GROUP_RANK")
     with pytest.raises(RuntimeError, match="GROUP_RANK unset: use torchrun or deepspeed"):
-        platform.distributed_context(use_deepspeed=False)
+        core_api.distributed_context(use_deepspeed=False)
     monkeypatch.setenv("WORLD_SIZE", "1")
-    assert platform.distributed_context(use_deepspeed=False) is None
+    assert core_api.distributed_context(use_deepspeed=False) is None
 
 
 def test_distinct_master_ports_give_distinct_zmq_ports(made, monkeypatch) -> None:
@@ -195,7 +195,7 @@ def test_distinct_master_ports_give_distinct_zmq_ports(made, monkeypatch) -> Non
         monkeypatch.setenv(name, value)
     for port in ("29500", "29503"):
         monkeypatch.setenv("MASTER_PORT", port)
-        platform.distributed_context(use_deepspeed=False)
+        core_api.distributed_context(use_deepspeed=False)
     ports = [{kw["pub_port"], kw["pull_port"]} for kw in made]
     assert not ports[0] & ports[1] and not ports[0] & {29503} and not ports[1] & {29500}
 
@@ -276,8 +276,14 @@ def zero3_whole(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An uninterrupted 2-rank ZeRO-3 full fine-tune under the deepspeed launcher; its run folder."""
     tmp = tmp_path_factory.mktemp("zero3_whole")
     log = tmp / "log.txt"
+    before = shm_buffers()
     ok(run(deepspeed(zero3(tmp)), log), log)
+    (tmp / "shm_left.json").write_text(json.dumps(sorted(shm_buffers() - before)))
     return tmp / "run"
+
+
+def shm_buffers() -> set[str]:
+    return {p.name for p in Path("/dev/shm").glob("deepspeed_allreduce_buffer_*")}
 
 
 @pytest.fixture(scope="module")
@@ -313,8 +319,15 @@ def test_deepspeed_zero3_full_finetune(zero3_whole: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="no /dev/shm")
+def test_deepspeed_cpu_run_leaves_nothing_in_dev_shm(zero3_whole: Path) -> None:
+    """DeepSpeed's CPU all-reduce maps a 66 MB /dev/shm buffer per rank and never removes it."""
+    assert json.loads((zero3_whole.parent / "shm_left.json").read_text()) == []
+
+
+@pytest.mark.slow
 def test_zero3_loads_weights_partitioned(zero3_preempted: Path) -> None:
-    """TrainingArguments come first in train.run, so zero.Init partitions the model as it is
+    """TrainingArguments come first in session.run, so zero.Init partitions the model as it is
     built: right after load_model each rank holds no full parameter, only its ZeRO shard."""
     total = json.loads((zero3_preempted / "first_summary.json").read_text())["total_parameters"]
     for rank in (0, 1):
@@ -365,10 +378,10 @@ def saved_tiny_model(folder: Path) -> Path:
     import transformers
 
     from sqltune import model as sqmodel
-    from sqltune.config import ModelConfig
+    from sqltune.config import ModelSettings
 
-    tokenizer = sqmodel.load_tokenizer(ModelConfig(name="smollm2"))
-    seeded = sqmodel.load_model(ModelConfig(from_config=TINY_LLAMA), tokenizer)
+    tokenizer = sqmodel.load_tokenizer(ModelSettings(name="smollm2"))
+    seeded = sqmodel.load_model(ModelSettings(from_config=TINY_LLAMA), tokenizer)
     seeded.__dict__.pop("forward", None)  # a plain model again before saving
     seeded.save_pretrained(folder)
     assert isinstance(seeded, transformers.PreTrainedModel)

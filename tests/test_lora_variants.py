@@ -17,10 +17,10 @@ from sqltune.model import lora
 
 
 def _net(**variant: object) -> torch.nn.Module:
-    cfg = config.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, **variant)
-    tokenizer = model.load_tokenizer(config.ModelConfig(from_config=dict(TINY_LLAMA), tokenizer="smollm2"))
+    cfg = config.LoraSettings(r=4, lora_alpha=8, lora_dropout=0.0, **variant)
+    tokenizer = model.load_tokenizer(config.ModelSettings(from_config=dict(TINY_LLAMA), tokenizer="smollm2"))
     torch.manual_seed(0)
-    return model.load_model(config.ModelConfig(from_config=dict(TINY_LLAMA), tokenizer="smollm2"), tokenizer, cfg)
+    return model.load_model(config.ModelSettings(from_config=dict(TINY_LLAMA), tokenizer="smollm2"), tokenizer, cfg)
 
 
 def _peft_forward(net: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:

@@ -11,7 +11,7 @@ import transformers
 
 from conftest import TINY_LLAMA, read_metrics, tiny_config, write_config
 from sqltune import cli
-from sqltune import tokenize as tok
+from sqltune import tokens
 
 
 def _model() -> transformers.PreTrainedModel:
@@ -39,8 +39,8 @@ def _per_sample_losses(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tens
 @torch.no_grad()
 def test_padding_free_per_sample_loss_equals_padded() -> None:
     model, samples = _model(), _samples()
-    padded = tok.Collator(pad_id=0)(samples)
-    flat = tok.Collator(pad_id=0, padding_free=True)(samples)
+    padded = tokens.Collator(pad_id=0)(samples)
+    flat = tokens.Collator(pad_id=0, padding_free=True)(samples)
     assert flat["input_ids"].shape == (1, sum(len(s["input_ids"]) for s in samples))  # no padding at all
     logits_p = model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).logits
     logits_f = model(input_ids=flat["input_ids"], position_ids=flat["position_ids"], use_cache=False).logits[0]
@@ -57,9 +57,9 @@ def test_padding_free_per_sample_loss_equals_padded() -> None:
 def test_padding_free_is_not_attention_across_samples() -> None:
     """Changing sample 0 must not change sample 1's logits when they share a packed row."""
     model, samples = _model(), _samples(2)
-    flat = tok.Collator(pad_id=0, padding_free=True)(samples)
+    flat = tokens.Collator(pad_id=0, padding_free=True)(samples)
     other = [{**samples[0], "input_ids": [7] * len(samples[0]["input_ids"])}, samples[1]]
-    flat2 = tok.Collator(pad_id=0, padding_free=True)(other)
+    flat2 = tokens.Collator(pad_id=0, padding_free=True)(other)
     n0 = len(samples[0]["input_ids"])
     a = model(input_ids=flat["input_ids"], position_ids=flat["position_ids"], use_cache=False).logits[0, n0:]
     b = model(input_ids=flat2["input_ids"], position_ids=flat2["position_ids"], use_cache=False).logits[0, n0:]

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from sqltune import prune, tokenize
-from sqltune.config import DEFAULT_SYSTEM_PROMPT, ModelConfig
+from sqltune import prune, tokens
+from sqltune.config import DEFAULT_SYSTEM_PROMPT, ModelSettings
 from sqltune.data import synthetic
 from sqltune.model import load_tokenizer
 from sqltune.prune import Statement
@@ -17,7 +17,7 @@ from sqltune.prune import Statement
 
 @pytest.fixture(scope="module")
 def tok() -> Any:
-    return load_tokenizer(ModelConfig(name="smollm2"))
+    return load_tokenizer(ModelSettings(name="smollm2"))
 
 
 def wide_table(name: str, *, refs: tuple[str, ...] = ()) -> str:
@@ -29,7 +29,7 @@ def wide_table(name: str, *, refs: tuple[str, ...] = ()) -> str:
 
 
 def encoded(row: dict[str, Any], tok: Any) -> dict[str, Any]:
-    return tokenize.encode(row, tok, DEFAULT_SYSTEM_PROMPT, max_length=10**6)
+    return tokens.encode(row, tok, DEFAULT_SYSTEM_PROMPT, max_length=10**6)
 
 
 # --- split_schema --------------------------------------------------------------------------------
@@ -139,11 +139,11 @@ def test_fit_row_keeps_the_gold_table_with_use_gold(tok: Any) -> None:
     blind = prune.fit_row(row, tok, DEFAULT_SYSTEM_PROMPT, max_length, use_gold=False)
     assert blind.kept == ["table0", "table1"] and blind.recall is False and blind.fits
 
-    for fitted in (gold, blind):  # fits as tokenize.encode counts it, and no answer token is cut
-        enc = tokenize.encode(fitted.row, tok, DEFAULT_SYSTEM_PROMPT, max_length)
+    for fitted in (gold, blind):  # fits as tokens.encode counts it, and no answer token is cut
+        enc = tokens.encode(fitted.row, tok, DEFAULT_SYSTEM_PROMPT, max_length)
         assert enc["n_full"] <= max_length and len(enc["input_ids"]) == enc["n_full"]
         answer = tok(str(row["response"]), add_special_tokens=False)["input_ids"]
-        learned = [t for t in enc["labels"] if t != tokenize.IGNORE]
+        learned = [t for t in enc["labels"] if t != tokens.IGNORE]
         assert learned[: len(answer)] == answer
 
 

@@ -21,21 +21,9 @@ from sqltune.errors import ConfigError
 from sqltune.study.space import Param, grid_points, yaml_text
 
 REPO = Path(__file__).resolve().parents[1]
-VALIDATE = REPO.parent / "shared" / "determined-expconf" / "validate.py"
+# the shipped searches over LoRA's r (test_configs.py checks every YAML against the 0.38.1 schemas)
 SEARCH_YAMLS = sorted(p for p in (REPO / "experiments").glob("*.yaml") if "-r-" in p.name)
 PAIRS = [{"r": 4, "lora_alpha": 8}, {"r": 8, "lora_alpha": 16}, {"r": 16, "lora_alpha": 32}]
-
-
-def test_search_yamls_are_shipped() -> None:
-    names = [p.name for p in SEARCH_YAMLS]
-    assert names == ["local-r-grid.yaml", "lora-r-asha.yaml", "lora-r-grid.yaml", "lora-r-lr-random.yaml"]
-
-
-@pytest.mark.skipif(not VALIDATE.exists(), reason="../shared/determined-expconf is not checked out here")
-@pytest.mark.parametrize("path", SEARCH_YAMLS, ids=lambda p: p.name)
-def test_search_yaml_passes_determined_0_38_schema(path: Path) -> None:
-    done = subprocess.run([sys.executable, str(VALIDATE), str(path), "--complete"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("path", SEARCH_YAMLS, ids=lambda p: p.name)
@@ -134,16 +122,16 @@ def load_study(folder: Path) -> optuna.Study:
 
 KILL_IN_TRIAL_1 = """
 import os, signal, sys
-from sqltune import cli, platform
+from sqltune import cli, core_api
 
-save = platform.CoreCallback.on_save
+save = core_api.CoreCallback.on_save
 
 def on_save(self, args, state, control, **kwargs):  # SIGKILL right after trial-1's first checkpoint
     save(self, args, state, control, **kwargs)
     if self.run.path.name == "trial-1":
         os.kill(os.getpid(), signal.SIGKILL)
 
-platform.CoreCallback.on_save = on_save
+core_api.CoreCallback.on_save = on_save
 sys.exit(cli.main(["search", sys.argv[1]]))
 """
 

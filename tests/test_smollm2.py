@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import read_metrics, write_config
-from sqltune import cli, config, model
+from sqltune import cache, cli, config, model
 from sqltune.model import load
 
 
@@ -23,7 +23,7 @@ def test_smollm2_converts_from_scratch_without_importing_its_package(tmp_path: P
     import transformers
 
     monkeypatch.setenv("SQLTUNE_CACHE", str(tmp_path / "cold"))
-    assert not (config.cache_root() / "models").exists()
+    assert not (cache.cache_root() / "models").exists()
     assert importlib.util.find_spec("llama_cpp") is None  # so importing the package would fail
     folder = model.smollm2_folder()
     assert folder.is_relative_to(tmp_path / "cold") and (folder / "model.safetensors").is_file()

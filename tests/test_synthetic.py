@@ -11,7 +11,7 @@ import pytest
 
 from sqltune.data import synthetic
 from sqltune.data.rows import BUCKETS, difficulty
-from sqltune.data.synthetic.domains import parse_schema
+from sqltune.data.synthetic.domains import parse_domain_spec
 
 
 def run(con: sqlite3.Connection, sql: str) -> list[tuple]:
@@ -160,8 +160,8 @@ def test_two_processes_building_at_once(tmp_path):
 
 def test_schema_text_errors_name_the_problem():
     with pytest.raises(ValueError, match="bad column 'city towns' in table shops"):
-        parse_schema("shops (shop, 5): shop_id pk, city towns")
+        parse_domain_spec("shops (shop, 5): shop_id pk, city towns")
     with pytest.raises(ValueError, match="unknown value generator 'planet'"):
-        parse_schema("shops (shop, 5): shop_id pk, city cat planet")
+        parse_domain_spec("shops (shop, 5): shop_id pk, city cat planet")
     with pytest.raises(ValueError, match="shops.owner_id: unknown parent table 'owners'"):
-        parse_schema("shops (shop, 5): shop_id pk, owner_id fk owners")
+        parse_domain_spec("shops (shop, 5): shop_id pk, owner_id fk owners")

@@ -14,7 +14,7 @@ import pytest
 import text2sql_fixture
 from conftest import read_metrics, tiny_config, write_config
 from sqltune import cli, config
-from sqltune.config import DataConfig
+from sqltune.config import DataSettings
 from sqltune.data import splits as data_splits
 from sqltune.data import text2sql_data as t2s
 from sqltune.errors import DataError
@@ -107,7 +107,7 @@ def test_question_and_query_splits_and_folds(folder: Path, tmp_path: Path) -> No
 
 
 def test_load_splits_by_question(folder: Path, tmp_path: Path) -> None:
-    cfg = DataConfig(source=f"text2sql-data:{folder / 'miniadv.json'}", split_by="question", subset="all",
+    cfg = DataSettings(source=f"text2sql-data:{folder / 'miniadv.json'}", split_by="question", subset="all",
                      cache_dir=str(tmp_path / "cache"))
     splits = data_splits.load_splits(cfg)
     assert {k: len(v) for k, v in splits.items()} == {"train": 10, "valid": 5, "test": 5}
@@ -117,19 +117,19 @@ def test_load_splits_by_question(folder: Path, tmp_path: Path) -> None:
 def test_several_sources_with_caps_weights_and_a_held_out_source(folder: Path, tmp_path: Path) -> None:
     rest, adv = f"text2sql-data:{folder / 'minirest.json'}", f"text2sql-data:{folder / 'miniadv.json'}"
     base = {"split_by": "question", "subset": "all", "cache_dir": str(tmp_path / "cache")}
-    mixed = data_splits.load_splits(DataConfig(source=[rest, {"source": adv, "weight": 2}], **base))
-    alone = {s: data_splits.load_splits(DataConfig(source=s, **base)) for s in (rest, adv)}
+    mixed = data_splits.load_splits(DataSettings(source=[rest, {"source": adv, "weight": 2}], **base))
+    alone = {s: data_splits.load_splits(DataSettings(source=s, **base)) for s in (rest, adv)}
     assert Counter(mixed["train"]["db_id"]) == {"minirest": len(alone[rest]["train"]), "miniadv": 2 * len(alone[adv]["train"])}
     assert len(mixed["test"]) == len(alone[rest]["test"]) + len(alone[adv]["test"])
     assert set(mixed["train"].column_names) >= {"db_path", "golds", "question_split"}
     assert sum(p is None for p in mixed["train"]["db_path"]) == 2 * len(alone[adv]["train"])  # no db: None, not dropped
 
-    capped = data_splits.load_splits(DataConfig(source=[{"source": rest, "max_rows": 3}, adv], **base))
+    capped = data_splits.load_splits(DataSettings(source=[{"source": rest, "max_rows": 3}, adv], **base))
     assert Counter(capped["train"]["db_id"])["minirest"] == 3
-    half = data_splits.load_splits(DataConfig(source=[rest, {"source": adv, "weight": 0.5}], **base))
+    half = data_splits.load_splits(DataSettings(source=[rest, {"source": adv, "weight": 0.5}], **base))
     assert Counter(half["train"]["db_id"])["miniadv"] == round(0.5 * len(alone[adv]["train"]))
 
-    out = data_splits.load_splits(DataConfig(source=[rest, {"source": adv, "split": "test"}], **base))
+    out = data_splits.load_splits(DataSettings(source=[rest, {"source": adv, "split": "test"}], **base))
     assert "miniadv" not in out["train"]["db_id"] and Counter(out["test"]["db_id"])["miniadv"] == 20
 
 
@@ -142,7 +142,7 @@ def test_split_by_db_over_a_list_holds_whole_databases_out(folder: Path, tmp_pat
             f'"response": "SELECT x FROM {name} WHERE x = {i}", "db_id": "{name}"}}' for i in range(10)))
     src = [f"text2sql-data:{folder / 'minirest.json'}", f"text2sql-data:{folder / 'miniadv.json'}",
            *(str(files / f"{n}.jsonl") for n in "abc")]
-    out = data_splits.load_splits(DataConfig(source=src, split_by="db", subset="all", cache_dir=str(tmp_path / "c")))
+    out = data_splits.load_splits(DataSettings(source=src, split_by="db", subset="all", cache_dir=str(tmp_path / "c")))
     dbs = {k: set(v["db_id"]) for k, v in out.items()}
     assert len(dbs["valid"]) == len(dbs["test"]) == 1 and len(dbs["train"]) == 3
     assert not (dbs["train"] & dbs["valid"]) and not (dbs["train"] & dbs["test"]) and not (dbs["valid"] & dbs["test"])
@@ -172,7 +172,7 @@ def test_train_and_evaluate_on_a_text2sql_data_set(folder: Path, tmp_path: Path)
     assert "eval_execution_accuracy" in evals[-1] and "eval_fuzz_execution_accuracy" not in evals[-1]  # on its database
     assert cli.main(["evaluate", "--checkpoint", str(run), "--data", "test", "--output", str(out)]) == 0
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert len(lines) == len(data_splits.load_splits(DataConfig(**cfg["hyperparameters"]["data"]))["test"])
+    assert len(lines) == len(data_splits.load_splits(DataSettings(**cfg["hyperparameters"]["data"]))["test"])
     assert all(line["executed"] is not None and line["executed_fuzz"] is None for line in lines)  # on the database
 
 
@@ -192,13 +192,13 @@ def test_examples_are_the_nearest_training_questions_never_the_row_itself() -> N
 
 
 def test_examples_in_the_prompt_for_training_and_evaluation(folder: Path, tmp_path: Path) -> None:
-    from sqltune import format as fmt
+    from sqltune import prompts
 
     row = {"instruction": "q?", "input": "CREATE TABLE t (a INT);", "response": "SELECT a FROM t",
            "examples": [{"question": "e?", "sql": "SELECT 1"}]}
-    assert fmt.user_text(row, "reference") == ("Task: q?\nSQL table: CREATE TABLE t (a INT);\nExample task: e?\n"
+    assert prompts.user_text(row, "reference") == ("Task: q?\nSQL table: CREATE TABLE t (a INT);\nExample task: e?\n"
                                                "Example SQL query: SELECT 1\nSQL query: ")
-    assert fmt.user_text(row) == ("SQL table: CREATE TABLE t (a INT);\nExample task: e?\n"
+    assert prompts.user_text(row) == ("SQL table: CREATE TABLE t (a INT);\nExample task: e?\n"
                                   "Example SQL query: SELECT 1\nTask: q?\nSQL query: ")
     cfg = tiny_config(tmp_path, data={"source": f"text2sql-data:{folder / 'minirest.json'}", "split_by": "question",
                                       "subset": "all", "cache_dir": str(tmp_path / "cache")},
@@ -208,7 +208,7 @@ def test_examples_in_the_prompt_for_training_and_evaluation(folder: Path, tmp_pa
     out = tmp_path / "preds.jsonl"
     assert cli.main(["evaluate", "--checkpoint", str(tmp_path / "run"), "--data", "test", "--output", str(out),
                      "--max-new-tokens", "4"]) == 0
-    splits = data_splits.load_splits(DataConfig(**cfg["hyperparameters"]["data"]))
+    splits = data_splits.load_splits(DataSettings(**cfg["hyperparameters"]["data"]))
     train_questions = set(splits["train"]["instruction"])
     from sqltune.data import examples
 

@@ -1,7 +1,7 @@
 """Batches grouped by database: rows that share a prompt start go through the model together.
 
 In text-to-SQL the schema is most of the prompt, and many questions share one database. With
-the `schema_first` layout (format.py) the rows of one schema share their prompt up to the
+the `schema_first` layout (prompts.py) the rows of one schema share their prompt up to the
 question; a batch of such rows computes that start once (model/loss.py in training,
 evaluate.py in generation). Random batches mix databases and share only the system prompt.
 

@@ -48,9 +48,9 @@ def checkpoint_folder(ref: str) -> Path:
     from sqltune import rundir
 
     def download(uuid: str) -> Path:
-        from sqltune import platform
+        from sqltune import core_api
 
-        return platform.download_checkpoint(uuid)
+        return core_api.download_checkpoint(uuid)
 
     return rundir.checkpoint_folder(ref, "--checkpoint", download=download)
 
@@ -86,17 +86,17 @@ def cmd_train(ns: argparse.Namespace) -> int:
 
     exp = None if ns.config is None else config.load(ns.config, ns.set)  # config errors before heavy imports
     _quiet_libraries()
-    from sqltune import platform, rundir, train
+    from sqltune import core_api, recipes, rundir
 
-    trial = platform.cluster_trial()
+    trial = core_api.cluster_trial()
     if trial is not None:
         raw = {"hyperparameters": trial.hparams, "checkpoint_storage": None}
         exp = config.build(raw, ns.set)
     else:
         if ns.config is None:
             raise ConfigError(["no config given and not running on a Determined cluster: sqltune train CONFIG.yaml"])
-        trial = platform.local_trial(exp.raw, rundir.RunFolder(Path(exp.hparams.training_args["output_dir"])), ns.fresh)
-    summary = train.run(exp, trial, fresh=ns.fresh)
+        trial = core_api.local_trial(exp.raw, rundir.RunFolder(Path(exp.hparams.training_args["output_dir"])), ns.fresh)
+    summary = recipes.run(exp, trial, fresh=ns.fresh)
     if int(os.environ.get("RANK", "0")) == 0:
         _print_summary(summary)
     return 0

@@ -20,7 +20,6 @@ with a repeated row whose output is dropped) and `generate` runs with `synced_gp
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import random
 from typing import Any
@@ -29,12 +28,13 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
-from sqltune import format as fmt
+from sqltune import prompts
 from sqltune.batches import grouped, row_key
 from sqltune.model.loss import MIN_SHARED_PREFIX
 from sqltune.sql import guided, scoring
-from sqltune.config import EvalConfig, cache_root
-from sqltune.rundir import RunFolder
+from sqltune.cache import cache_root
+from sqltune.config import EvalSettings
+from sqltune.rundir import Results
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def generate_candidates(
     candidates: int = 1,
     decoding: str = "beam",
     temperature: float = 0.8,
-    layout: str = fmt.DEFAULT_LAYOUT,
+    layout: str = prompts.DEFAULT_LAYOUT,
     share_prefix: bool = True,
     pad_batches_to: int | None = None,
     progress: bool = True,
@@ -79,14 +79,14 @@ def generate_candidates(
     """`candidates` SQL strings per row, best first: greedy for 1; else beam search's top
     sequences in score order, or samples in the order drawn. `share_prefix` False: every batch
     left-padded whole (the path before prefix caching; the tests compare the two)."""
-    prompts = [fmt.prompt_text(r, tokenizer, system_prompt, layout) for r in rows]
-    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    texts = [prompts.prompt_text(r, tokenizer, system_prompt, layout) for r in rows]
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in texts]
     batches = grouped([row_key(r) for r in rows], batch_size)  # one database's questions together
     if pad_batches_to is not None:  # ZeRO-3: every rank steps through the same number of batches
         batches += [[0]] * (pad_batches_to - len(batches))
     # Under ZeRO-3 on several ranks every forward is collective: a prefix pass on one rank only would hang.
     share_prefix = share_prefix and not (_zero3() and _world()[1] > 1)
-    stop = fmt.end_of_turn_ids(tokenizer)
+    stop = prompts.end_of_turn_ids(tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stop[0]
     device = next(model.parameters()).device
     sample = candidates > 1 and decoding == "sample"
@@ -210,8 +210,8 @@ def score(rows: list[dict[str, Any]], predictions: list[str], timeout_s: float,
 
 
 def generate_and_score(
-    model: Any, tokenizer: Any, rows: list[dict[str, Any]], system_prompt: str, cfg: EvalConfig,
-    layout: str = fmt.DEFAULT_LAYOUT,
+    model: Any, tokenizer: Any, rows: list[dict[str, Any]], system_prompt: str, cfg: EvalSettings,
+    layout: str = prompts.DEFAULT_LAYOUT,
 ) -> dict[str, Any]:
     """Generate on every rank (rows sharded), score on the chief, same result on every rank.
     With `cfg.candidates` > 1 each row's answer is picked by execution (sql/guided.py)."""
@@ -240,7 +240,7 @@ def generate_and_score(
     return result
 
 
-def score_candidates(rows: list[dict[str, Any]], found: list[list[str]], cfg: EvalConfig) -> dict[str, Any]:
+def score_candidates(rows: list[dict[str, Any]], found: list[list[str]], cfg: EvalSettings) -> dict[str, Any]:
     """Pick each row's answer from its candidates (the only one when there is one), then score."""
     if cfg.candidates == 1:
         return score(rows, [c[0] for c in found], cfg.sql_timeout_s)
@@ -250,24 +250,20 @@ def score_candidates(rows: list[dict[str, Any]], found: list[list[str]], cfg: Ev
 
 
 class GenerationEval:
-    """The `extra_eval` hook of SQLTrainer: scores generated SQL at every evaluation and keeps
-    each evaluation's per-row predictions in the run folder."""
+    """The `extra_eval` hook of SQLTrainer: scores generated SQL at every evaluation and hands
+    each evaluation's per-row predictions to `results` (the run folder)."""
 
-    def __init__(self, rows: list[dict[str, Any]], tokenizer: Any, system_prompt: str, cfg: EvalConfig,
-                 run: RunFolder, layout: str = fmt.DEFAULT_LAYOUT):
+    def __init__(self, rows: list[dict[str, Any]], tokenizer: Any, system_prompt: str, cfg: EvalSettings,
+                 results: Results, layout: str = prompts.DEFAULT_LAYOUT):
         self.rows = eval_rows(rows, cfg.generate_samples)
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
         self.layout = layout
         self.cfg = cfg
-        self.run = run
+        self.results = results
 
     def __call__(self, model: Any, prefix: str, step: int) -> dict[str, float]:
         result = generate_and_score(model, self.tokenizer, self.rows, self.system_prompt, self.cfg, self.layout)
         if _world()[0] == 0:
-            path = self.run.predictions(prefix, step)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(path, "w") as f:
-                for row in result["rows"]:
-                    f.write(json.dumps(row) + "\n")
+            self.results.write_predictions(prefix, step, result["rows"])
         return {k: float(v) for k, v in result["summary"].items() if k != "n" and not k.startswith("n_")}

@@ -26,8 +26,8 @@ import sqlglot
 from sqlglot import exp
 from tqdm import tqdm
 
-from sqltune import format as fmt
-from sqltune.config import FormatConfig
+from sqltune import prompts
+from sqltune.config import FormatSettings
 from sqltune.data import schema
 from sqltune.sql import compact
 
@@ -225,7 +225,7 @@ def rank_tables(question: str, statements: list[Statement]) -> list[int]:
 # --- fitting ---------------------------------------------------------------------------------
 
 def fit_row(row: dict[str, Any], tokenizer: Any, system_prompt: str, max_length: int, *, use_gold: bool,
-            layout: str = fmt.DEFAULT_LAYOUT) -> Fitted:
+            layout: str = prompts.DEFAULT_LAYOUT) -> Fitted:
     """The row unchanged if prompt + completion fit `max_length` tokens (counted as
     tokenize.encode counts them), else with as many tables as fit, best first (one that doesn't
     fit is skipped, a smaller one after it may still go in); see module doc. The row's `response`
@@ -251,7 +251,7 @@ def _fit(
 
     # Estimate: the prompt without a schema, plus each statement's own token count, plus what the
     # newline between two statements costs (measured on the first one).
-    texts = [fmt.prompt_text({**row, "input": ""}, tokenizer, system_prompt, layout), statements[0].text + "\n"]
+    texts = [prompts.prompt_text({**row, "input": ""}, tokenizer, system_prompt, layout), statements[0].text + "\n"]
     base, first_nl, *costs = (len(ids) for ids in tokenizer(
         texts + [s.text for s in statements], add_special_tokens=False)["input_ids"])
     newline = first_nl - costs[0]
@@ -264,7 +264,7 @@ def _fit(
     # Verify exactly; drop the last-added until it fits, never below one table.
     while True:
         new = {**row, "input": "\n".join(statements[i].text for i in sorted(chosen))}
-        p = len(tokenizer(fmt.prompt_text(new, tokenizer, system_prompt, layout), add_special_tokens=False)["input_ids"])
+        p = len(tokenizer(prompts.prompt_text(new, tokenizer, system_prompt, layout), add_special_tokens=False)["input_ids"])
         if p + c <= max_length or len(chosen) == 1:
             break
         chosen.pop()
@@ -281,15 +281,15 @@ def _is_in(statement: Statement, tables: set[str]) -> bool:
 
 def _lengths(rows: list[dict[str, Any]], tokenizer: Any, system_prompt: str, layout: str) -> list[tuple[int, int]]:
     """(len(prompt ids), len(completion ids)) per row, exactly as tokenize.encode counts them."""
-    rendered = [fmt.render(r, tokenizer, system_prompt, layout) for r in rows]
-    prompts = tokenizer([p for p, _ in rendered], add_special_tokens=False)["input_ids"]
+    rendered = [prompts.render(r, tokenizer, system_prompt, layout) for r in rows]
+    prompt_ids = tokenizer([p for p, _ in rendered], add_special_tokens=False)["input_ids"]
     completions = tokenizer([c for _, c in rendered], add_special_tokens=False)["input_ids"]
-    return [(len(p), len(c)) for p, c in zip(prompts, completions)]
+    return [(len(p), len(c)) for p, c in zip(prompt_ids, completions)]
 
 
 def fit_rows(
     rows: list[dict[str, Any]], tokenizer: Any, system_prompt: str, max_length: int, *, use_gold: bool, name: str,
-    layout: str = fmt.DEFAULT_LAYOUT,
+    layout: str = prompts.DEFAULT_LAYOUT,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Fit every row (see fit_row), log one line, return the rows and their stats:
     rows, pruned, still_too_long, schema_recall (over pruned rows with a parseable gold; None if
@@ -329,7 +329,7 @@ def summary(name: str, max_length: int, stats: dict[str, Any]) -> str:
     )
 
 
-def prepare(rows: list[dict[str, Any]], tokenizer: Any, cfg: FormatConfig, *, use_gold: bool,
+def prepare(rows: list[dict[str, Any]], tokenizer: Any, cfg: FormatSettings, *, use_gold: bool,
             name: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Rows as the model will see them: with `format.compact_sql` in fewer tokens (sql/compact.py),
     `format.sample_rows` example rows per table added from

@@ -1,7 +1,7 @@
-"""Rewards for sampled SQL (the GRPO stage, grpo.py): execution against the gold, runs at all, format.
+"""Rewards for sampled SQL (the GRPO recipe, recipes/grpo.py): execution against the gold, runs at all, format.
 
     parts = score_completion(completion, golds, db_path, schema)     # Parts(execution, runs, format)
-    funcs = reward_functions(cfg.rewards, timeout_s=1.0)             # [execution, runs, format] for TRL
+    funcs = reward_functions(Scorer(timeout_s=1.0, fuzz_dir=None))   # [execution, runs, format] for TRL
 
 Each part is 0.0 or 1.0; the reward is their weighted sum, with the weights of `grpo.rewards`
 (TRL's `reward_weights`, so TRL logs each part's mean as `rewards/<part>/mean` and the weighted
@@ -29,6 +29,7 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
+from sqltune.rundir import Results
 from sqltune.sql import fuzz, official
 from sqltune.sql.execute import clean_sql
 from sqltune.sql.match import parse_query
@@ -44,9 +45,6 @@ class Parts:
     execution: float
     runs: float
     format: float
-
-    def total(self, weights: dict[str, float]) -> float:
-        return sum(weights[p] * getattr(self, p) for p in PARTS)
 
 
 def format_score(completion: str) -> float:
@@ -99,14 +97,15 @@ def score_completion(
 class Scorer:
     """`score_completion` over a batch, remembering the last batch's answers for the next part.
 
-    `record(records)`, when given, receives each newly scored batch: one dict per completion
-    (step, question, completion, its parts, gold), for the run folder."""
+    `results`, when given, receives each newly scored batch from this `rank`: one dict per
+    completion (step, question, completion, its parts, gold)."""
 
-    def __init__(self, *, timeout_s: float, fuzz_dir: Path | None,
-                 record: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+    def __init__(self, *, timeout_s: float, fuzz_dir: Path | None, results: Results | None = None,
+                 rank: int = 0) -> None:
         self.timeout_s = timeout_s
         self.fuzz_dir = fuzz_dir
-        self.record = record
+        self.results = results
+        self.rank = rank
         self._last: tuple[tuple, list[Parts]] | None = None
 
     def __call__(self, completions: list[Any], gold: list[list[str]], db_path: list[str | None],
@@ -118,8 +117,8 @@ class Scorer:
                                       timeout_s=self.timeout_s, fuzz_dir=self.fuzz_dir)
                      for t, g, d, s in zip(texts, gold, db_path, schema)]
             self._last = (key, parts)
-            if self.record is not None:
-                self.record([{"step": step, "question": q, "completion": t, **dataclasses.asdict(p), "gold": g}
+            if self.results is not None:
+                self.results.log_completions(self.rank, [{"step": step, "question": q, "completion": t, **dataclasses.asdict(p), "gold": g}
                              for q, t, p, g in zip(question or [""] * len(texts), texts, parts, gold)])
         return self._last[1]
 

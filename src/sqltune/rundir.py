@@ -26,11 +26,11 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import yaml
 
-from sqltune.config import cache_root
+from sqltune.cache import cache_root
 from sqltune.errors import CheckpointNotFound
 
 SUMMARY = "summary.json"
@@ -42,6 +42,26 @@ COMPLETIONS = "completions"
 STUDY_DB = "study.db"
 STORAGE_INDEX = "checkpoint-storages.json"
 MAX_INDEXED = 200  # storages remembered, newest first
+
+
+class Results(Protocol):
+    """Where a run's measurements go. Evaluation, the reward and the Core API callback hand what
+    they measured to one of these and write no file themselves; the run folder is the one we have."""
+
+    def append_metrics(self, group: str, step: int, metrics: dict[str, float]) -> None:
+        """Every reported metric of an evaluation or a logging step (`group`: training, validation)."""
+
+    def write_predictions(self, prefix: str, step: int, rows: list[dict[str, Any]]) -> None:
+        """An evaluation's per-row generated SQL, scored (`prefix` is the Trainer's, e.g. eval)."""
+
+    def log_completions(self, rank: int, records: list[dict[str, Any]]) -> None:
+        """A GRPO batch's sampled completions and their rewards, from one rank."""
+
+    def stamp_checkpoint(self, checkpoint: Path) -> None:
+        """A checkpoint folder about to be stored: add what is needed to load it."""
+
+    def record_checkpoint(self, storage_id: str, step: int, name: str) -> None:
+        """A checkpoint stored under `storage_id`: the one the next run resumes from."""
 
 
 @dataclasses.dataclass
@@ -112,9 +132,12 @@ class RunFolder:
         with open(folder / f"rank-{rank}.jsonl", "a") as f:
             f.writelines(json.dumps(r) + "\n" for r in records)
 
-    def predictions(self, prefix: str, step: int) -> Path:
-        """Where an evaluation's per-row generated SQL goes (`prefix` is the Trainer's, e.g. eval)."""
-        return self.path / PREDICTIONS / f"{prefix}-step-{step}.jsonl"
+    def write_predictions(self, prefix: str, step: int, rows: list[dict[str, Any]]) -> None:
+        """An evaluation's per-row generated SQL, scored (`prefix` is the Trainer's, e.g. eval)."""
+        path = self.path / PREDICTIONS / f"{prefix}-step-{step}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w") as f:
+            f.writelines(json.dumps(row) + "\n" for row in rows)
 
 
 def is_number(v: Any) -> bool:

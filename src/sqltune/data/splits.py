@@ -33,8 +33,9 @@ from typing import Any
 import datasets
 from filelock import FileLock
 
-from sqltune.config import DataConfig, cache_root, source_specs
-from sqltune.data import text2sql_data
+from sqltune.cache import cache_root
+from sqltune.config import DataSettings, source_specs
+from sqltune.data import synthetic, text2sql_data
 from sqltune.data.benchmarks import benchmark_splits, is_benchmark
 from sqltune.data.files import is_local, local_rows
 from sqltune.data.rows import COLUMNS, difficulty, row_problem
@@ -61,15 +62,13 @@ def _hub_rows(name: str) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, skipped
 
 
-def read_rows(cfg: DataConfig, cache_dir: Path, source: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+def read_rows(cfg: DataSettings, cache_dir: Path, source: str | None = None) -> tuple[list[dict[str, Any]], list[str]]:
     """All usable rows of one source (`source`, else `cfg.source`), in source order, and a line
     per skipped row."""
     source = cfg.source if source is None else source
     if not isinstance(source, str):
         raise DataError("data.source: read_rows takes one source; a list is split by load_splits")
     if source == "synthetic":
-        from sqltune.data import synthetic
-
         return synthetic.generate(cfg.synthetic_rows, cfg.synthetic_seed, cache_dir / "synthetic-dbs"), []
     if text2sql_data.is_text2sql_data(source):
         return text2sql_data.read(source, cache_dir)
@@ -132,7 +131,7 @@ def _db_parts(rows: list[dict[str, Any]], seed: int) -> dict[str, list[dict[str,
     return {k: [r for name in v for r in by_db[name]] for k, v in parts.items()}
 
 
-def _own_splits(cfg: DataConfig, source: str, cache_dir: Path
+def _own_splits(cfg: DataSettings, source: str, cache_dir: Path
                 ) -> tuple[dict[str, list[dict[str, Any]]] | None, list[dict[str, Any]], list[str]]:
     """(the splits `source` brings, or None for a random split; all its rows; skipped lines)."""
     if is_benchmark(source):
@@ -144,7 +143,7 @@ def _own_splits(cfg: DataConfig, source: str, cache_dir: Path
     return None, rows, skipped
 
 
-def _given_files(cfg: DataConfig) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
+def _given_files(cfg: DataSettings) -> tuple[dict[str, list[dict[str, Any]]], list[str]]:
     out, skipped = {}, []
     for name in ("train", "valid", "test"):
         path = getattr(cfg, name)
@@ -162,7 +161,7 @@ def _weighted(rows: list[dict[str, Any]], weight: float, seed: int) -> list[dict
     return rows * whole + extra
 
 
-def _source_files(cfg: DataConfig) -> list[str]:
+def _source_files(cfg: DataSettings) -> list[str]:
     """The local files the splits are read from, for the cache key."""
     patterns = [p for p in (cfg.train, cfg.valid, cfg.test) if p]
     for spec in ([] if patterns else source_specs(cfg)):
@@ -177,17 +176,17 @@ def _source_files(cfg: DataConfig) -> list[str]:
     return [p for pattern in patterns for p in sorted(glob.glob(os.path.expanduser(pattern), recursive=True))]
 
 
-def _cache_key(cfg: DataConfig) -> str:
+def _cache_key(cfg: DataSettings) -> str:
     fields = cfg.model_dump(exclude={"cache_dir", "max_train_samples", "max_eval_samples"})
     fields["files"] = [(p, os.path.getsize(p), os.path.getmtime(p)) for p in _source_files(cfg)]
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def data_cache_dir(cfg: DataConfig) -> Path:
+def data_cache_dir(cfg: DataSettings) -> Path:
     return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else cache_root() / "data"
 
 
-def load_splits(cfg: DataConfig) -> datasets.DatasetDict:
+def load_splits(cfg: DataSettings) -> datasets.DatasetDict:
     """Cached train/valid/test for `cfg`, built once by whichever process gets the lock first."""
     cache_dir = data_cache_dir(cfg)
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -215,7 +214,7 @@ def _select_parts(parts: dict[str, list[dict[str, Any]]], subset: str, max_rows:
     return {k: select(parts.get(k, []), subset, max_rows) for k in ("train", "valid", "test")}
 
 
-def _mixed_parts(cfg: DataConfig, cache_dir: Path
+def _mixed_parts(cfg: DataSettings, cache_dir: Path
                  ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]], list[str]]:
     """Train/valid/test of every source of `data.source`, bucketed, capped and weighted each.
 
@@ -266,7 +265,7 @@ def _dataset(rows: list[dict[str, Any]]) -> datasets.Dataset:
     return datasets.Dataset.from_list([{k: r.get(k) for k in keys} for r in rows])
 
 
-def _build(cfg: DataConfig, cache_dir: Path, target: Path) -> None:
+def _build(cfg: DataSettings, cache_dir: Path, target: Path) -> None:
     if cfg.train is not None:
         parts, skipped = _given_files(cfg)
         rows = [r for part in parts.values() for r in part]

@@ -48,6 +48,7 @@ from typing import Any
 
 from sqltune.data.schema import quote
 from sqltune.errors import DataError
+from sqltune.sql import execute
 
 log = logging.getLogger(__name__)
 
@@ -346,8 +347,6 @@ def read(source: str, cache_dir: Path, *, timeout_s: float = GOLD_TIMEOUT_S) -> 
 
 
 def _runs(db: Path, sql: str, timeout_s: float) -> bool:
-    from sqltune.sql import execute
-
     return execute.execute(db, sql, timeout_s=timeout_s, keep_open=True).ok
 
 

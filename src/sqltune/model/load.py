@@ -20,8 +20,9 @@ import transformers
 from filelock import FileLock
 
 from sqltune import config, rundir
-from sqltune import format as fmt
-from sqltune.config import LoraConfig, ModelConfig, QuantizationConfig, cache_root
+from sqltune import prompts
+from sqltune.cache import cache_root
+from sqltune.config import LoraSettings, ModelSettings, QuantizationSettings
 from sqltune.errors import CheckpointNotFound, ConfigError
 from sqltune.model.lora import add_lora
 from sqltune.model.loss import install_masked_loss
@@ -128,20 +129,20 @@ def hub_access(repo_id: str) -> dict[str, Any]:
     ])
 
 
-def load_tokenizer(cfg: ModelConfig) -> Any:
+def load_tokenizer(cfg: ModelSettings) -> Any:
     name = cfg.tokenizer or (SMOLLM2 if cfg.from_config is not None else cfg.name)
     path, kw = _source(name)
     tok = transformers.AutoTokenizer.from_pretrained(path, padding_side="right", truncation_side="right", **kw)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
-    return fmt.ensure_chat_template(tok)
+    return prompts.ensure_chat_template(tok)
 
 
 def _dtype(name: str) -> Any:
     return "auto" if name == "auto" else getattr(torch, name)
 
 
-def _from_config(cfg: ModelConfig, tokenizer: Any) -> transformers.PretrainedConfig:
+def _from_config(cfg: ModelSettings, tokenizer: Any) -> transformers.PretrainedConfig:
     extra = dict(cfg.from_config)
     config = transformers.AutoConfig.for_model(extra.pop("model_type"), **extra)
     config.vocab_size = max(getattr(config, "vocab_size", 0) or 0, len(tokenizer))
@@ -150,7 +151,7 @@ def _from_config(cfg: ModelConfig, tokenizer: Any) -> transformers.PretrainedCon
     return config
 
 
-def _saved_from_config(cfg: ModelConfig, tokenizer: Any) -> Path:
+def _saved_from_config(cfg: ModelSettings, tokenizer: Any) -> Path:
     """A from-config model's seeded random init, saved once: bitsandbytes quantises on load only."""
     import hashlib
     import json
@@ -164,7 +165,7 @@ def _saved_from_config(cfg: ModelConfig, tokenizer: Any) -> Path:
     return folder
 
 
-def pretrained_source(cfg: ModelConfig, tokenizer: Any) -> tuple[str, dict[str, Any]]:
+def pretrained_source(cfg: ModelSettings, tokenizer: Any) -> tuple[str, dict[str, Any]]:
     """(path or hub id, extra kwargs) that `from_pretrained` builds the base model from: for a
     from-config model, its seeded init saved once."""
     if cfg.from_config is not None:
@@ -172,7 +173,7 @@ def pretrained_source(cfg: ModelConfig, tokenizer: Any) -> tuple[str, dict[str, 
     return _source(cfg.name)
 
 
-def _bnb_config(q: QuantizationConfig) -> transformers.BitsAndBytesConfig:
+def _bnb_config(q: QuantizationSettings) -> transformers.BitsAndBytesConfig:
     if q.bits == 8:
         return transformers.BitsAndBytesConfig(load_in_8bit=True)
     return transformers.BitsAndBytesConfig(
@@ -184,10 +185,10 @@ def _bnb_config(q: QuantizationConfig) -> transformers.BitsAndBytesConfig:
 
 
 def load_model(
-    cfg: ModelConfig,
+    cfg: ModelSettings,
     tokenizer: Any,
-    lora: LoraConfig | None = None,
-    quantization: QuantizationConfig | None = None,
+    lora: LoraSettings | None = None,
+    quantization: QuantizationSettings | None = None,
     gradient_checkpointing: bool = False,
 ) -> torch.nn.Module:
     """Base model, with a LoRA adapter when `lora.enabled`, on a 4/8-bit base when `quantization`
@@ -249,7 +250,7 @@ def load_checkpoint(ckpt: Path, *, dequantize: bool = False) -> tuple[torch.nn.M
     hp = exp.hparams
     tokenizer = (transformers.AutoTokenizer.from_pretrained(ckpt, padding_side="right")
                  if (ckpt / "tokenizer_config.json").exists() else load_tokenizer(hp.model))
-    fmt.ensure_chat_template(tokenizer)
+    prompts.ensure_chat_template(tokenizer)
     if (ckpt / "adapter_config.json").exists():
         import peft
 

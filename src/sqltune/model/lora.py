@@ -10,13 +10,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from sqltune.config import LoraConfig
+from sqltune.config import LoraSettings
 from sqltune.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
-def add_lora(model: torch.nn.Module, cfg: LoraConfig) -> torch.nn.Module:
+def add_lora(model: torch.nn.Module, cfg: LoraSettings) -> torch.nn.Module:
     import peft
 
     check_target_modules(model, cfg.target_modules)

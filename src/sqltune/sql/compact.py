@@ -22,6 +22,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from sqltune.data.rows import golds
+
 _ALIAS_WORD = re.compile(r"\b(\w+?)alias(\d+)\b")
 _LITERAL = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]")
 _KEEP = re.compile(_LITERAL.pattern + r"|/\*.*?(?:\*/|\Z)|--[^\n]*", re.DOTALL)  # and comments (sample rows)
@@ -54,8 +56,6 @@ def compact_schema(text: str) -> str:
 def compact_row(row: dict[str, Any]) -> dict[str, Any]:
     """The row as the model sees it with `format.compact_sql`: its schema, training target and
     examples compact; `golds` keeps the corpus's own queries, which scoring runs."""
-    from sqltune.data.rows import golds
-
     out = {**row, "golds": golds(row), "input": compact_schema(str(row["input"])),
            "response": compact_sql(str(row["response"]))}
     if row.get("examples"):

@@ -29,7 +29,6 @@ Results are compared by Spider's and BIRD's rules in official.py.
 
 from __future__ import annotations
 
-import math
 import re
 import sqlite3
 import time
@@ -179,15 +178,3 @@ def execute(
         conn.set_progress_handler(None, 0)
         if not keep_open:
             conn.close()
-
-
-def _norm_value(v: Any) -> Any:
-    if isinstance(v, bool):
-        return int(v)
-    if isinstance(v, float):
-        if math.isnan(v):
-            return None
-        if v.is_integer() and abs(v) < 2**53:
-            return int(v)
-        return float(f"{v:.6g}")
-    return v

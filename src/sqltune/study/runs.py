@@ -13,7 +13,7 @@ from typing import Any, Iterable
 
 from sqltune import rundir
 from sqltune.rundir import is_number
-from sqltune.config import LoraConfig
+from sqltune.config import LoraSettings
 from sqltune.errors import MasterUnreachable
 from sqltune.sql.scoring import GROUPS, SQL_METRICS
 from sqltune.study.space import search_space
@@ -40,7 +40,7 @@ class Run:
     @property
     def lora(self) -> tuple[int, int] | None:
         """(r, lora_alpha) of a LoRA run, None for a full fine-tune."""
-        h, default = self.hparams, LoraConfig()
+        h, default = self.hparams, LoraSettings()
         enabled = h.get("lora.enabled", h.get("lora"))
         if enabled is None:
             enabled = any(k.startswith("lora.") for k in h)
@@ -182,11 +182,11 @@ def add_experiment(comp: Comparison, experiment: Any) -> None:
 def fetch_experiments(comp: Comparison, ids: list[int]) -> None:
     """Experiments from the master at DET_MASTER (log in first with `det user login`); an
     unreachable master, a missing login or an unknown ID is a MasterUnreachable."""
-    from sqltune import platform
+    from sqltune import core_api  # Determined's SDK is imported only when a master is asked
 
     for eid in ids:
-        experiment = platform.get_experiment(eid)
-        with platform.master_errors(MasterUnreachable(f"experiment {eid}: the master lost track of a trial")):
+        experiment = core_api.get_experiment(eid)
+        with core_api.master_errors(MasterUnreachable(f"experiment {eid}: the master lost track of a trial")):
             add_experiment(comp, experiment)
 
 

@@ -14,11 +14,11 @@ than `max_trials` and `max_time` allow) but there is one bracket only, the one D
 `mode: aggressive` runs; `standard` and `conservative` add gentler brackets on a cluster.
 
 Each trial is an ordinary run folder, `<output_dir>/trial-<k>/`, trained in this process by the
-same `train.run` that `sqltune train` calls, its `training_args.output_dir` set by a `--set`
+same `recipes.run` that `sqltune train` calls, its `training_args.output_dir` set by a `--set`
 override. The study lives beside them in `<output_dir>/study.db` (SQLite; rundir.py lays the
 folder out). A search folder is locked while a search runs in it, so a new `sqltune search` knows
 that a trial still RUNNING there was killed: it marks it failed and enqueues a retry with the same
-hyperparameters into the same run folder, where `train.run` resumes from its latest checkpoint.
+hyperparameters into the same run folder, where `recipes.run` resumes from its latest checkpoint.
 Complete and pruned trials are never run again; failed ones are retried once per `sqltune search`.
 Ctrl-C saves a checkpoint at the next step and stops (a second one stops at once); run the same
 command to go on.
@@ -49,7 +49,7 @@ import torch
 import transformers
 from optuna.trial import TrialState
 
-from sqltune import config, platform, rundir, train
+from sqltune import config, core_api, recipes, rundir
 from sqltune.sql.scoring import SQL_METRICS
 from sqltune.errors import ConfigError, SearchRunning
 from sqltune.study.space import Param, grid_points, search_space, yaml_text
@@ -176,7 +176,7 @@ def _training_problems(searcher: dict[str, Any], hp: config.Hyperparameters) -> 
     out = []
     targs = hp.training_args  # read as written: building TrainingArguments here would check this machine's devices
     try:
-        platform.check_searcher(searcher, types.SimpleNamespace(max_steps=targs.get("max_steps", -1)))
+        core_api.check_searcher(searcher, types.SimpleNamespace(max_steps=targs.get("max_steps", -1)))
     except ValueError as e:  # searcher.max_length, or max_time against max_steps
         out.append(str(e))
     if targs.get("eval_strategy", "no") == "no":
@@ -297,8 +297,8 @@ def run_trial(search: Search, study: optuna.Study, trial: optuna.Trial) -> Trial
     try:
         exp = config.build(search.raw, search.trial_overrides(values, run_dir), search.path)
         _reset_peak_memory()
-        local = platform.local_trial(exp.raw, rundir.RunFolder(run_dir), fresh=False)
-        summary = train.run(exp, local, callbacks=[reporter])
+        local = core_api.local_trial(exp.raw, rundir.RunFolder(run_dir), fresh=False)
+        summary = recipes.run(exp, local, callbacks=[reporter])
     except Exception as e:  # one trial's failure is recorded, not the search's end
         log.exception("trial %d failed", trial.number)
         trial.set_user_attr("error", f"{type(e).__name__}: {e}"[:2000])

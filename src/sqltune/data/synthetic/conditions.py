@@ -41,8 +41,8 @@ class Made(NamedTuple):
     tables: list[str]
 
 
-# (rng, domain) -> a question, or None when the domain has nothing the template can use
-Template = Callable[[random.Random, Domain], "Made | None"]
+# (rng, domain) -> a question; raises Unfit when the domain has nothing the template can use (this draw)
+Template = Callable[[random.Random, Domain], "Made"]
 
 
 # ---- small language helpers ---------------------------------------------------------------

@@ -106,7 +106,7 @@ ROLES = {"pk", "fk", "label", "cat", "num", "date", "-"}
 HEADER = re.compile(r"(\w+) \(([\w ]+), (\d+)\): (.*)")
 
 
-def parse_schema(spec: str) -> dict[str, Table]:
+def parse_domain_spec(spec: str) -> dict[str, Table]:
     """Turn one domain's schema text into tables, checking roles, generators and fks."""
     tables: dict[str, Table] = {}
     for paragraph in re.sub(r"\n\s+", " ", spec.strip()).splitlines():
@@ -308,7 +308,7 @@ def create_table(table: Table, keep: set[str] | None = None) -> str:
 @cache
 def load_domain(name: str) -> Domain:
     """Parse a domain's schema and make its rows (cached: the same for every caller)."""
-    tables = parse_schema(SCHEMAS[name])
+    tables = parse_domain_spec(SCHEMAS[name])
     domain = Domain(name, tables, make_rows(tables, random.Random(f"sqltune-{name}")))
     for table in tables.values():
         domain.by_pk[table.name] = {row[table.pk.name]: row for row in domain.rows[table.name]}

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from sqltune.data.synthetic.conditions import (AGGREGATES, Cond, Made, aggregate_for, anchor_row, below_max,
                                                columns, condition, phrase, pick_one, plural, possessive, qualified,
-                                               relative, strip_owner, where, with_article)
+                                               relative, strip_owner, Unfit, where, with_article)
 from sqltune.data.synthetic.domains import Column, Domain, Row, Table
 
 
@@ -59,7 +59,8 @@ class ParentFilter(NamedTuple):
 def links(domain: Domain) -> Links:
     """The domain's foreign-key paths: every edge, chain and bridge."""
     edges = [Edge(table, fk, domain.tables[fk.gen]) for table in domain.tables.values() for fk in columns(table, "fk")]
-    assert edges, f"domain {domain.name} has no foreign keys"
+    if not edges:
+        raise ValueError(f"domain {domain.name} has no foreign keys (schemas.py gives every domain some)")
     chains = [Chain(first, second) for first in edges for second in edges if second.child is first.parent]
     bridges = [Bridge(left, right) for left in edges for right in edges
                if right.child is left.child and left.fk is not right.fk]
@@ -112,11 +113,11 @@ def _parent_filter(rng: random.Random, domain: Domain) -> ParentFilter | None:
     return ParentFilter(edge, cond, owner, relative(rng, possessive(owner, cond.subject), cond.pred))
 
 
-def join_filter(rng: random.Random, domain: Domain) -> Made | None:
+def join_filter(rng: random.Random, domain: Domain) -> Made:
     """Child rows filtered on their parent: a 2-table join with WHERE."""
     found = _parent_filter(rng, domain)
     if not found:
-        return None
+        raise Unfit("nothing in this domain fits (this draw)")
     child, parent = found.edge.child, found.edge.parent
     what, rows = plural(phrase(child.label)), child.plural
     question = rng.choice([f"List the {what} of {rows} {found.rel}.", f"Show me the {what} of all {rows} {found.rel}.",
@@ -125,13 +126,13 @@ def join_filter(rng: random.Random, domain: Domain) -> Made | None:
                 [child.name, parent.name])
 
 
-def join_show(rng: random.Random, domain: Domain) -> Made | None:
+def join_show(rng: random.Random, domain: Domain) -> Made:
     """Child rows with a column of their parent."""
     edge = rng.choice(links(domain).edges)
     child, parent = edge.child, edge.parent
     found = where(rng, domain, child, anchor_row(rng, domain, child), alias="T1")
     if not found:
-        return None
+        raise Unfit("nothing in this domain fits (this draw)")
     owner, label, parent_label = phrase(edge.fk), phrase(child.label), phrase(parent.label)
     question = rng.choice([
         f"For each {child.singular} {found.rel}, show its {label} and the {parent_label} of its {owner}.",
@@ -142,7 +143,7 @@ def join_show(rng: random.Random, domain: Domain) -> Made | None:
     return Made(question, sql, [child.name, parent.name])
 
 
-def join_count(rng: random.Random, domain: Domain) -> Made | None:
+def join_count(rng: random.Random, domain: Domain) -> Made:
     """Children counted per parent (GROUP BY over a join), or the parent with the most."""
     edge = rng.choice(links(domain).edges)
     child, parent = edge.child, edge.parent
@@ -159,13 +160,13 @@ def join_count(rng: random.Random, domain: Domain) -> Made | None:
     return Made(question, f"SELECT T2.{parent.label.name}, COUNT(*) {group}", [child.name, parent.name])
 
 
-def join_having(rng: random.Random, domain: Domain) -> Made | None:
+def join_having(rng: random.Random, domain: Domain) -> Made:
     """Parents with more than k children: GROUP BY ... HAVING COUNT(*)."""
     edge = rng.choice(links(domain).edges)
     child, parent = edge.child, edge.parent
     counts = below_max(list(Counter(row[edge.fk.name] for row in domain.rows[child.name]).values()))
     if not counts:
-        return None
+        raise Unfit("nothing in this domain fits (this draw)")
     limit = rng.choice(counts)
     owners, rows, what = plural(phrase(edge.fk)), child.plural, plural(phrase(parent.label))
     if rng.random() < 0.5:
@@ -178,11 +179,11 @@ def join_having(rng: random.Random, domain: Domain) -> Made | None:
     return Made(question, sql, [child.name, parent.name])
 
 
-def join_aggregate(rng: random.Random, domain: Domain) -> Made | None:
+def join_aggregate(rng: random.Random, domain: Domain) -> Made:
     """An aggregate of a child number per parent, sometimes ranked."""
     edges = [edge for edge in links(domain).edges if columns(edge.child, "num")]
     if not edges:
-        return None
+        raise Unfit("nothing in this domain fits (this draw)")
     edge = rng.choice(edges)
     child, parent = edge.child, edge.parent
     number = rng.choice(columns(child, "num"))
@@ -204,11 +205,11 @@ def join_aggregate(rng: random.Random, domain: Domain) -> Made | None:
     return Made(question, f"SELECT T2.{parent.label.name}, {value} {group}", [child.name, parent.name])
 
 
-def join_count_filter(rng: random.Random, domain: Domain) -> Made | None:
+def join_count_filter(rng: random.Random, domain: Domain) -> Made:
     """COUNT(*) over a join filtered on the parent."""
     found = _parent_filter(rng, domain)
     if not found:
-        return None
+        raise Unfit("nothing in this domain fits (this draw)")
     rows = found.edge.child.plural
     question = rng.choice([f"How many {rows} have {_whose(found.owner, found.cond)}?", f"Count the {rows} {found.rel}.",
                            f"What is the number of {rows} {found.rel}?"])
@@ -216,13 +217,13 @@ def join_count_filter(rng: random.Random, domain: Domain) -> Made | None:
     return Made(question, sql, [found.edge.child.name, found.edge.parent.name])
 
 
-def subquery_in(rng: random.Random, domain: Domain) -> Made | None:
+def subquery_in(rng: random.Random, domain: Domain) -> Made:
     """Parents having a child that matches: WHERE pk IN (SELECT fk ...)."""
     edge = rng.choice(links(domain).edges)
     child, parent = edge.child, edge.parent
     found = where(rng, domain, child, anchor_row(rng, domain, child))
     if not found:
-        return None
+        raise Unfit("nothing in this domain fits (this draw)")
     what, owners = plural(phrase(parent.label)), _owners(edge, found.rel)
     question = rng.choice([f"List the {what} of {owners}.", f"Show the {what} of all {owners}.",
                            f"Find {owners}, and give their {what}."])
@@ -231,7 +232,7 @@ def subquery_in(rng: random.Random, domain: Domain) -> Made | None:
     return Made(question, sql, [parent.name, child.name])
 
 
-def anti_join(rng: random.Random, domain: Domain) -> Made | None:
+def anti_join(rng: random.Random, domain: Domain) -> Made:
     """Parents without children, as NOT IN or as EXCEPT."""
     edge = rng.choice(links(domain).edges)
     child, parent = edge.child, edge.parent
@@ -247,7 +248,7 @@ def anti_join(rng: random.Random, domain: Domain) -> Made | None:
         return Made(question, sql, [parent.name, child.name])
     found = where(rng, domain, child, anchor_row(rng, domain, child), alias="T1")
     if not found:
-        return None
+        raise Unfit("nothing in this domain fits (this draw)")
     role = f"have no {child.singular}" if owner == parent.singular else f"are not the {owner} of any {child.singular}"
     question = rng.choice([f"List the {what} of {parents} that {role} {found.rel}.",
                            f"Which {parents} {role} {found.rel}? Give their {what}."])
@@ -256,7 +257,7 @@ def anti_join(rng: random.Random, domain: Domain) -> Made | None:
     return Made(question, sql, [parent.name, child.name])
 
 
-def chain(rng: random.Random, domain: Domain) -> Made | None:
+def chain(rng: random.Random, domain: Domain) -> Made:
     """Three tables A -> B -> C; filter at one end, answer from the other."""
     first, second = pick_one(rng, links(domain).chains, "chain of three tables")
     start, middle, end = first.child, first.parent, second.parent
@@ -265,7 +266,7 @@ def chain(rng: random.Random, domain: Domain) -> Made | None:
     if rng.random() < 0.5:
         found = where(rng, domain, start, row, alias="T1")
         if not found:
-            return None
+            raise Unfit("nothing in this domain fits (this draw)")
         what, via, ends = plural(phrase(end.label)), middle.plural, f"{start.plural} {found.rel}"
         question = rng.choice([
             f"Which {plural(owner_second)} have {via} with {ends}? Give their {what}.",
@@ -274,7 +275,7 @@ def chain(rng: random.Random, domain: Domain) -> Made | None:
     end_row = domain.parent(domain.parent(row, first.fk), second.fk)
     cond = condition(rng, domain, end, end_row, alias="T3")
     if not cond:
-        return None
+        raise Unfit("nothing in this domain fits (this draw)")
     what = plural(phrase(start.label))
     rel = relative(rng, f"{owner_first}'s " + possessive(owner_second, cond.subject), cond.pred)
     question = rng.choice([f"Show the {what} of {start.plural} {rel}.",
@@ -283,7 +284,7 @@ def chain(rng: random.Random, domain: Domain) -> Made | None:
     return Made(question, f"SELECT T1.{start.label.name} FROM {joins} WHERE {cond.sql}", tables)
 
 
-def bridge(rng: random.Random, domain: Domain) -> Made | None:
+def bridge(rng: random.Random, domain: Domain) -> Made:
     """Three tables A <- M -> B: filter on B and answer A, or show both for some M rows."""
     left, right = pick_one(rng, links(domain).bridges, "bridge table")
     middle, table_a, table_b = left.child, left.parent, right.parent
@@ -292,7 +293,7 @@ def bridge(rng: random.Random, domain: Domain) -> Made | None:
     if rng.random() < 0.6:
         cond = condition(rng, domain, table_b, domain.parent(row, right.fk), alias="T3")
         if not cond:
-            return None
+            raise Unfit("nothing in this domain fits (this draw)")
         rel = relative(rng, possessive(owner_b, cond.subject), cond.pred)
         question = rng.choice([
             f"Which {plural(owner_a)} have {middle.plural} {rel}? List their {plural(label_a)}.",
@@ -301,7 +302,7 @@ def bridge(rng: random.Random, domain: Domain) -> Made | None:
         return Made(question, f"SELECT DISTINCT T2.{table_a.label.name} FROM {joins} WHERE {cond.sql}", tables)
     found = where(rng, domain, middle, row, alias="T1")
     if not found:
-        return None
+        raise Unfit("nothing in this domain fits (this draw)")
     question = rng.choice([
         f"For each {middle.singular} {found.rel}, show the {possessive(owner_a, label_a)} and the "
         f"{possessive(owner_b, label_b)}.",

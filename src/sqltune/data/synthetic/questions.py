@@ -12,16 +12,17 @@ from typing import Any
 
 from sqltune.data.synthetic.conditions import (AGGREGATES, Made, aggregate_for, anchor_row, below_max, columns,
                                                condition, details, listing, literal, not_null, order_words,
-                                               phrase, pick_table, plural, relative, tidy, where, with_article)
+                                               Unfit, phrase, pick_table, plural, relative, tidy, where,
+                                               with_article)
 from sqltune.data.synthetic.domains import Domain
 
 
-def select_filter(rng: random.Random, domain: Domain) -> Made | None:
+def select_filter(rng: random.Random, domain: Domain) -> Made:
     """Labels of the rows meeting one condition."""
     table = pick_table(rng, domain, "label")
     cond = condition(rng, domain, table, anchor_row(rng, domain, table), skip=(table.label,))
     if not cond:
-        return None
+        raise Unfit("nothing in this domain fits (this draw)")
     rows, what = table.plural, plural(phrase(table.label))
     rel = relative(rng, cond.subject, cond.pred)
     question = rng.choice([
@@ -31,12 +32,12 @@ def select_filter(rng: random.Random, domain: Domain) -> Made | None:
     return Made(question, f"SELECT {table.label.name} FROM {table.name} WHERE {cond.sql}", [table.name])
 
 
-def select_columns(rng: random.Random, domain: Domain) -> Made | None:
+def select_columns(rng: random.Random, domain: Domain) -> Made:
     """A few columns, or all of them, of the rows meeting one condition."""
     table = pick_table(rng, domain, "label")
     found = where(rng, domain, table, anchor_row(rng, domain, table))
     if not found:
-        return None
+        raise Unfit("nothing in this domain fits (this draw)")
     rows, rel = table.plural, found.rel
     if rng.random() < 0.25:
         question = rng.choice([f"Show all information about {rows} {rel}.", f"Give me every column for {rows} {rel}.",
@@ -50,16 +51,16 @@ def select_columns(rng: random.Random, domain: Domain) -> Made | None:
     return Made(question, sql, [table.name])
 
 
-def two_conditions(rng: random.Random, domain: Domain) -> Made | None:
+def two_conditions(rng: random.Random, domain: Domain) -> Made:
     """Labels of the rows meeting two conditions, joined by AND or OR."""
     table = pick_table(rng, domain, "label")
     row = anchor_row(rng, domain, table)
     first = condition(rng, domain, table, row, skip=(table.label,))
     if not first:
-        return None
+        raise Unfit("nothing in this domain fits (this draw)")
     second = condition(rng, domain, table, row, skip=(table.label, first.column))
     if not second:
-        return None
+        raise Unfit("nothing in this domain fits (this draw)")
     joiner = "AND" if rng.random() < 0.8 else "OR"
     what, rows = plural(phrase(table.label)), table.plural
     both = (f"{relative(rng, first.subject, first.pred)} {joiner.lower()} "
@@ -70,7 +71,7 @@ def two_conditions(rng: random.Random, domain: Domain) -> Made | None:
                 [table.name])
 
 
-def lookup(rng: random.Random, domain: Domain) -> Made | None:
+def lookup(rng: random.Random, domain: Domain) -> Made:
     """Some columns of the one row with a given label."""
     table = pick_table(rng, domain, "label")
     row = anchor_row(rng, domain, table)
@@ -86,7 +87,7 @@ def lookup(rng: random.Random, domain: Domain) -> Made | None:
     return Made(question, sql, [table.name])
 
 
-def count(rng: random.Random, domain: Domain) -> Made | None:
+def count(rng: random.Random, domain: Domain) -> Made:
     """COUNT(*) of a table, usually with one condition."""
     table = rng.choice(list(domain.tables.values()))
     rows = table.plural
@@ -100,7 +101,7 @@ def count(rng: random.Random, domain: Domain) -> Made | None:
     return Made(question, f"SELECT COUNT(*) FROM {table.name} WHERE {found.sql}", [table.name])
 
 
-def aggregate(rng: random.Random, domain: Domain) -> Made | None:
+def aggregate(rng: random.Random, domain: Domain) -> Made:
     """One aggregate of a number (or its minimum and maximum), sometimes over a condition."""
     table = pick_table(rng, domain, "num")
     number = rng.choice(columns(table, "num"))
@@ -120,7 +121,7 @@ def aggregate(rng: random.Random, domain: Domain) -> Made | None:
     return Made(tidy(question), f"SELECT {function}({number.name}) FROM {table.name}{filter_sql}", [table.name])
 
 
-def top(rng: random.Random, domain: Domain) -> Made | None:
+def top(rng: random.Random, domain: Domain) -> Made:
     """The rows with the k highest (or lowest) values of a number or date."""
     table = pick_table(rng, domain, "label", "num")
     key = rng.choice(columns(table, "num", "date"))
@@ -144,7 +145,7 @@ def top(rng: random.Random, domain: Domain) -> Made | None:
     return Made(question, f"SELECT {table.label.name} FROM {table.name}{filter_sql}{order}", [table.name])
 
 
-def distinct(rng: random.Random, domain: Domain) -> Made | None:
+def distinct(rng: random.Random, domain: Domain) -> Made:
     """The distinct values of a category, or their number, sometimes over a condition."""
     table = pick_table(rng, domain, "cat")
     category = rng.choice(columns(table, "cat"))
@@ -163,7 +164,7 @@ def distinct(rng: random.Random, domain: Domain) -> Made | None:
     return Made(tidy(question), sql + (f" WHERE {found.sql}" if found else ""), [table.name])
 
 
-def group_count(rng: random.Random, domain: Domain) -> Made | None:
+def group_count(rng: random.Random, domain: Domain) -> Made:
     """Rows counted per category, or the most (least) common category."""
     table = pick_table(rng, domain, "cat")
     category = rng.choice(columns(table, "cat"))
@@ -180,7 +181,7 @@ def group_count(rng: random.Random, domain: Domain) -> Made | None:
     return Made(question, f"SELECT {category.name}, COUNT(*) FROM {table.name} GROUP BY {category.name}", [table.name])
 
 
-def group_aggregate(rng: random.Random, domain: Domain) -> Made | None:
+def group_aggregate(rng: random.Random, domain: Domain) -> Made:
     """An aggregate of a number per category, or the category where it is highest."""
     table = pick_table(rng, domain, "cat", "num")
     category, number = rng.choice(columns(table, "cat")), rng.choice(columns(table, "num"))
@@ -198,7 +199,7 @@ def group_aggregate(rng: random.Random, domain: Domain) -> Made | None:
     return Made(question, sql, [table.name])
 
 
-def group_having(rng: random.Random, domain: Domain) -> Made | None:
+def group_having(rng: random.Random, domain: Domain) -> Made:
     """Categories with more than k rows, or with an average above a bound: HAVING."""
     table = pick_table(rng, domain, "cat", "num")
     category, number = rng.choice(columns(table, "cat")), rng.choice(columns(table, "num"))
@@ -209,7 +210,7 @@ def group_having(rng: random.Random, domain: Domain) -> Made | None:
             groups.setdefault(row[category.name], []).append(row[number.name])
     sizes = below_max([len(members) for members in groups.values()])
     if not sizes:
-        return None
+        raise Unfit("nothing in this domain fits (this draw)")
     having = f"SELECT {category.name} FROM {table.name} GROUP BY {category.name} HAVING"
     if rng.random() < 0.5:
         limit = rng.choice(sizes)
@@ -218,7 +219,7 @@ def group_having(rng: random.Random, domain: Domain) -> Made | None:
         return Made(question, f"{having} COUNT(*) > {limit}", [table.name])
     means = below_max([_mean(members) for members in groups.values()])
     if not means:
-        return None
+        raise Unfit("nothing in this domain fits (this draw)")
     bound = int(rng.choice(means))  # int() rounds down, so the largest group still passes
     question = rng.choice([f"Which {plural(group)} have an average {said} above {bound} among {rows}?",
                            f"List each {group} whose {rows} have an average {said} greater than {bound}."])
@@ -231,7 +232,7 @@ def _mean(values: list[Any]) -> float:
     return sum(present) / max(1, len(present))
 
 
-def compare_average(rng: random.Random, domain: Domain) -> Made | None:
+def compare_average(rng: random.Random, domain: Domain) -> Made:
     """Rows whose number is above (or below) the table's average: a scalar subquery."""
     table = pick_table(rng, domain, "label", "num")
     number = rng.choice(columns(table, "num"))
@@ -247,7 +248,7 @@ def compare_average(rng: random.Random, domain: Domain) -> Made | None:
                 [table.name])
 
 
-def extreme(rng: random.Random, domain: Domain) -> Made | None:
+def extreme(rng: random.Random, domain: Domain) -> Made:
     """Every row sharing the maximum (or minimum) of a number: a scalar subquery."""
     table = pick_table(rng, domain, "label", "num")
     number = rng.choice(columns(table, "num"))

@@ -166,10 +166,10 @@ def check_searcher(searcher: dict[str, Any], args: transformers.TrainingArgument
 class CoreCallback(transformers.TrainerCallback):
     """Reports metrics and progress, uploads checkpoints, honours preemption."""
 
-    def __init__(self, core: det.core.Context, *, trial: Trial, run: rundir.RunFolder) -> None:
+    def __init__(self, core: det.core.Context, *, trial: Trial, results: rundir.Results) -> None:
         self.core = core
         self.trial = trial
-        self.run = run  # the chief hands it every metric line and checkpoint
+        self.results = results  # the chief hands it every metric line and checkpoint (the run folder)
         self.searcher_metric = trial.searcher.get("metric")
         self.last_reported: dict[str, int] = {}
         self.last_progress = -1
@@ -226,7 +226,7 @@ class CoreCallback(transformers.TrainerCallback):
         if not state.is_world_process_zero:
             return
         self.core.train.report_metrics(group=group, steps_completed=state.global_step, metrics=metrics)
-        self.run.append_metrics(group, state.global_step, metrics)
+        self.results.append_metrics(group, state.global_step, metrics)
 
     # -- progress and preemption -----------------------------------------------------------------
 
@@ -255,7 +255,7 @@ class CoreCallback(transformers.TrainerCallback):
         name = f"checkpoint-{state.global_step}"
         local = Path(args.output_dir) / name
         if state.is_world_process_zero:
-            self.run.stamp_checkpoint(local)
+            self.results.stamp_checkpoint(local)
         metadata = {"steps_completed": state.global_step, "format": "huggingface", "checkpoint": name}
         if self.trial.trial_id is not None:
             metadata["trial_id"] = self.trial.trial_id
@@ -272,7 +272,7 @@ class CoreCallback(transformers.TrainerCallback):
         if not args.load_best_model_at_end and self.core.distributed.local_rank == 0:
             shutil.rmtree(local, ignore_errors=True)
         if state.is_world_process_zero:
-            self.run.record_checkpoint(storage_id, state.global_step, name)
+            self.results.record_checkpoint(storage_id, state.global_step, name)
             log.info("checkpoint %s uploaded as %s", name, storage_id)
 
 

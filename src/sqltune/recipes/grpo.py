@@ -1,17 +1,17 @@
 """The GRPO stage: TRL's GRPOTrainer under the same Core API callback, run folder and evaluation.
 
-An experiment with a `grpo:` block in its hyperparameters runs here instead of SFT (train.py
-hands it over). It reads in run order: the start checkpoint (resolved before anything loads, so
+An experiment with a `grpo:` block in its hyperparameters runs this recipe instead of SFT
+(recipes/__init__.py chooses; the run around it is session.py's). It reads in run order: the start checkpoint (resolved before anything loads, so
 its model/lora settings go beside every checkpoint of this run), the TRL config, the policy, the
 prompts, the reward (rewards.py: execution match, runs, format; weighted), the trainer, resume.
 
     trl.GRPOConfig(**training_args, num_generations=..., reward_weights=[...], ...)
 
-`training_args` goes in untouched, as in train.py, and may hold any trl.GRPOConfig field
+`training_args` goes in untouched, as in the SFT recipe, and may hold any trl.GRPOConfig field
 (loss_type, epsilon, num_iterations, scale_rewards, ...; config.py checks them against that
 class); the few our `grpo:` block owns (training_args.GRPO_BLOCK) come from it. Each rank
 appends its sampled completions and their rewards to `completions/rank-R.jsonl` in the run folder.
-GRPOConfig is a TrainingArguments with other defaults for a few fields (learning_rate 1e-6 where
+trl.GRPOConfig is a TrainingArguments with other defaults for a few fields (learning_rate 1e-6 where
 HF has 5e-5, bf16 and gradient checkpointing on, logging every 10 steps): a field left out of
 `training_args` takes HF's default here, as in an SFT run (`hf_defaults`), so one YAML means one
 thing in both stages. Evaluation is ours, not TRL's: each evaluation generates SQL for
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +38,9 @@ import datasets
 import transformers
 import trl
 
-from sqltune import config, evaluate, model, platform, prune, rewards, rundir
-from sqltune import format as fmt
+from sqltune.cache import cache_root
+from sqltune import config, core_api, evaluate, model, prompts, rewards, rundir, session
 from sqltune.data import rows as data_rows
-from sqltune.data import examples
-from sqltune.data import splits as data_splits
 from sqltune.errors import CheckpointNotFound, ConfigError
 from sqltune.model.lora import use_fused_lora
 
@@ -65,7 +62,7 @@ class SQLGRPOTrainer(trl.GRPOTrainer):
         metrics = {}
         if self.generation is not None:
             found = self.generation(self.model, metric_key_prefix, self.state.global_step)
-            metrics = {f"{metric_key_prefix}_{k}": v for k, v in found.items()}
+            metrics = session.prefixed(found, metric_key_prefix)
         # HF's log, not GRPOTrainer's: that one would pour the pending training means into this line.
         transformers.Trainer.log(self, metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
@@ -77,7 +74,7 @@ def start_checkpoint(ref: str | None) -> Path | None:
     None when it names none. It must hold sqltune's config copy, to rebuild the model from."""
     if ref is None:
         return None
-    inner = rundir.checkpoint_folder(ref, "hyperparameters.grpo.init_from", download=platform.download_checkpoint)
+    inner = rundir.checkpoint_folder(ref, "hyperparameters.grpo.init_from", download=core_api.download_checkpoint)
     if rundir.read_config_copy(inner) is None:
         raise CheckpointNotFound(f"hyperparameters.grpo.init_from: {inner} holds no checkpoint written by sqltune")
     return inner
@@ -103,7 +100,7 @@ def hf_defaults() -> dict[str, Any]:
             and f.default is not dataclasses.MISSING}
 
 
-def trl_args(targs: dict[str, Any], cfg: config.GRPOConfig) -> trl.GRPOConfig:
+def trl_args(targs: dict[str, Any], cfg: config.GRPOSettings) -> trl.GRPOConfig:
     """`training_args` untouched, plus the GRPO fields of our block.
 
     Raises:
@@ -129,7 +126,7 @@ def trl_args(targs: dict[str, Any], cfg: config.GRPOConfig) -> trl.GRPOConfig:
                            "in groups of grpo.num_generations)"]) from None
 
 
-def check_eval(args: transformers.TrainingArguments, eval_cfg: config.EvalConfig, searcher: dict[str, Any]) -> None:
+def check_eval(args: transformers.TrainingArguments, eval_cfg: config.EvalSettings, searcher: dict[str, Any]) -> None:
     """Refuse, before any model loads, evaluation settings a GRPO run can't honour."""
     if searcher.get("metric") in ("eval_loss", "eval_accuracy"):
         raise ConfigError([
@@ -161,11 +158,11 @@ def load_policy(hp: config.Hyperparameters, start: Path | None,
                     p.requires_grad_(True)
             use_fused_lora(net)  # as an SFT run trains it: one fused node per LoRA layer
         net.train()
-    net.generation_config.eos_token_id = fmt.end_of_turn_ids(tokenizer)
+    net.generation_config.eos_token_id = prompts.end_of_turn_ids(tokenizer)
     return net, tokenizer
 
 
-def name_reference(net: Any, cfg: config.ModelConfig, tokenizer: Any, args: trl.GRPOConfig) -> None:
+def name_reference(net: Any, cfg: config.ModelSettings, tokenizer: Any, args: trl.GRPOConfig) -> None:
     """Where TRL rebuilds the frozen reference of a full model (beta > 0) from: it calls
     `from_pretrained(config._name_or_path, **args.model_init_kwargs)`, and a model sqltune built
     (the shipped SmolLM2, a GGUF file, a from-config init) names no such source by itself. (A
@@ -182,47 +179,42 @@ def name_reference(net: Any, cfg: config.ModelConfig, tokenizer: Any, args: trl.
 def prompt_dataset(rows: list[dict[str, Any]], tokenizer: Any, system_prompt: str, layout: str) -> datasets.Dataset:
     """TRL's standard (text) prompt format, with the columns the reward reads."""
     return datasets.Dataset.from_list([
-        {"prompt": fmt.prompt_text(r, tokenizer, system_prompt, layout), "gold": data_rows.golds(r),
+        {"prompt": prompts.prompt_text(r, tokenizer, system_prompt, layout), "gold": data_rows.golds(r),
          "db_path": r.get("db_path") or "", "schema": r.get("input") or "", "question": r["instruction"]}
         for r in rows])
 
 
-def run(exp: config.Experiment, trial: platform.Trial, *, fresh: bool = False,
-        callbacks: list[transformers.TrainerCallback] = ()) -> dict[str, Any]:
-    """Train one GRPO trial; returns the summary, which the run folder also keeps."""
-    from sqltune.train import EvaluateAtStart, core_session, fit, start_deepspeed_comm, summarize
+class Recipe:
+    """GRPO: prompts -> sampled SQL -> rewards (rewards.py) -> TRL's GRPOTrainer. The start
+    checkpoint is resolved here, before anything loads, so that its model/lora settings go beside
+    every checkpoint of this run."""
 
-    started = time.time()
-    hp = exp.hparams
-    targs = hp.training_args
-    out_dir = Path(targs["output_dir"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    start = start_checkpoint(hp.grpo.init_from)
-    run_folder = rundir.RunFolder(out_dir, hparams=checkpoint_hparams(exp.resolved, start))
+    def __init__(self, exp: config.Experiment):
+        self.exp = exp
+        self.start = start_checkpoint(exp.hparams.grpo.init_from)
 
-    with core_session(exp, trial, run_folder, fresh) as (core, storage):
-        args = trl_args(targs, hp.grpo)
-        start_deepspeed_comm(args)
-        platform.check_searcher(trial.searcher, args)
+    def checkpoint_hparams(self) -> dict[str, Any]:
+        return checkpoint_hparams(self.exp.resolved, self.start)
+
+    def arguments(self) -> trl.GRPOConfig:
+        return trl_args(self.exp.hparams.training_args, self.exp.hparams.grpo)
+
+    def build(self, args: trl.GRPOConfig, trial: core_api.Trial, run_folder: rundir.RunFolder,
+              callbacks: list[transformers.TrainerCallback]) -> session.Built:
+        hp = self.exp.hparams
         check_eval(args, hp.eval, trial.searcher)
-
-        net, tokenizer = load_policy(hp, start, args)
-        splits = data_splits.load_splits(hp.data)
-        rows = examples.splits_with_examples(splits, hp.format.examples)
-        train_rows, train_fit = prune.prepare(rows["train"], tokenizer, hp.format, use_gold=True, name="train")
-        valid_rows, valid_fit = prune.prepare(rows["valid"], tokenizer, hp.format, use_gold=False, name="valid")
-        train_ds = prompt_dataset(train_rows, tokenizer, hp.format.system_prompt, hp.format.layout)
+        net, tokenizer = load_policy(hp, self.start, args)
+        rows, fits = session.prepared_rows(hp, tokenizer)
+        train_ds = prompt_dataset(rows["train"], tokenizer, hp.format.system_prompt, hp.format.layout)
         log.info("GRPO data: %d train prompts, %d generations each", len(train_ds), hp.grpo.num_generations)
         trainable, total = model.count_parameters(net)
 
         generation = None
         if hp.eval.generate_samples:
-            generation = evaluate.GenerationEval(valid_rows, tokenizer, hp.format.system_prompt, hp.eval, run_folder,
+            generation = evaluate.GenerationEval(rows["valid"], tokenizer, hp.format.system_prompt, hp.eval, run_folder,
                                                  hp.format.layout)
-        rank = args.process_index
-        scorer = rewards.Scorer(timeout_s=hp.grpo.sql_timeout_s, fuzz_dir=config.cache_root() / "fuzz",
-                                record=lambda records: run_folder.log_completions(rank, records))
-        callback = platform.CoreCallback(core, trial=trial, run=run_folder)
+        scorer = rewards.Scorer(timeout_s=hp.grpo.sql_timeout_s, fuzz_dir=cache_root() / "fuzz",
+                                results=run_folder, rank=args.process_index)
         trainer = SQLGRPOTrainer(
             model=net,
             reward_funcs=rewards.reward_functions(scorer),
@@ -230,18 +222,13 @@ def run(exp: config.Experiment, trial: platform.Trial, *, fresh: bool = False,
             train_dataset=train_ds,
             eval_dataset=prompt_dataset(generation.rows, tokenizer, hp.format.system_prompt, hp.format.layout) if generation else None,
             processing_class=tokenizer,
-            callbacks=[callback, *callbacks],
+            callbacks=callbacks,
             generation=generation,
         )
-
-        if hp.eval.at_start and generation is not None and trial.latest_checkpoint is None:
-            trainer.add_callback(EvaluateAtStart(trainer))
-        result = fit(trainer, core, trial)
-
-    return summarize(trainer, callback, result, run_folder, storage, started, trial, {
-        "start_checkpoint": str(start) if start else None,
-        "memory_plan": None,
-        "schema_pruning": {"train": train_fit, "valid": valid_fit},
-        "trainable_parameters": trainable,
-        "total_parameters": total,
-    })
+        return session.Built(trainer, evaluates=generation is not None, summary={
+            "start_checkpoint": str(self.start) if self.start else None,
+            "memory_plan": None,
+            "schema_pruning": fits,
+            "trainable_parameters": trainable,
+            "total_parameters": total,
+        })

@@ -19,7 +19,7 @@ from typing import Any
 import datasets
 import torch
 
-from sqltune import format as fmt
+from sqltune import prompts
 from sqltune.batches import row_key
 
 log = logging.getLogger(__name__)
@@ -27,8 +27,8 @@ IGNORE = -100
 
 
 def encode(row: dict[str, Any], tokenizer: Any, system_prompt: str, max_length: int,
-           layout: str = fmt.DEFAULT_LAYOUT) -> dict[str, Any]:
-    prompt, completion = fmt.render(row, tokenizer, system_prompt, layout)
+           layout: str = prompts.DEFAULT_LAYOUT) -> dict[str, Any]:
+    prompt, completion = prompts.render(row, tokenizer, system_prompt, layout)
     p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     c_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
     ids = (p_ids + c_ids)[:max_length]
@@ -39,7 +39,7 @@ def encode(row: dict[str, Any], tokenizer: Any, system_prompt: str, max_length: 
 
 def tokenize_split(
     ds: datasets.Dataset, tokenizer: Any, system_prompt: str, max_length: int, name: str,
-    layout: str = fmt.DEFAULT_LAYOUT,
+    layout: str = prompts.DEFAULT_LAYOUT,
 ) -> datasets.Dataset:
     """Tokenize one split, log truncation counts, drop samples with no answer token left. Each
     sample keeps its `group` (database, schema text) for batches grouped by database (batches.py)."""
@@ -69,10 +69,11 @@ def tokenize_split(
 class Collator:
     """Pads a list of samples to the longest one (right padding); nothing else.
 
-    >>> Collator(pad_id=0)([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [5], "labels": [5]}])
-    {'input_ids': tensor([[5, 6, 7], [5, 0, 0]]),
-     'labels': tensor([[-100, 6, 7], [5, -100, -100]]),
-     'attention_mask': tensor([[1, 1, 1], [1, 0, 0]])}
+    >>> batch = Collator(pad_id=0)([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [5], "labels": [5]}])
+    >>> {k: v.tolist() for k, v in batch.items()}
+    {'input_ids': [[5, 6, 7], [5, 0, 0]],
+     'labels': [[-100, 6, 7], [5, -100, -100]],
+     'attention_mask': [[1, 1, 1], [1, 0, 0]]}
 
     With `padding_free`, the samples are laid end to end in one row instead, with position ids
     restarting at each sample and no attention mask: transformers then builds a block-diagonal
@@ -81,11 +82,12 @@ class Collator:
     -100, so no token learns to predict the next sample. The model must run with `use_cache=False`
     (as `masked_loss_forward` does): transformers skips packed-sequence detection when a KV cache exists.
 
-    >>> Collator(pad_id=0, padding_free=True)([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
-    ...                                         {"input_ids": [5, 8], "labels": [5, 8]}])
-    {'input_ids': tensor([[5, 6, 7, 5, 8]]),
-     'labels': tensor([[-100, 6, 7, -100, 8]]),
-     'position_ids': tensor([[0, 1, 2, 0, 1]])}
+    >>> batch = Collator(pad_id=0, padding_free=True)([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
+    ...                                                 {"input_ids": [5, 8], "labels": [5, 8]}])
+    >>> {k: v.tolist() for k, v in batch.items()}
+    {'input_ids': [[5, 6, 7, 5, 8]],
+     'labels': [[-100, 6, 7, -100, 8]],
+     'position_ids': [[0, 1, 2, 0, 1]]}
     """
 
     pad_id: int

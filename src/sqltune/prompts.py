@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqltune.errors import ConfigError
+
 LAYOUTS = {
     "reference": "Task: {instruction}\nSQL table: {input}\nSQL query: ",
     "schema_first": "SQL table: {input}\nTask: {instruction}\nSQL query: ",
@@ -98,9 +100,7 @@ def render(row: dict[str, Any], tokenizer: Any, system_prompt: str, layout: str 
     )
     if not full.startswith(prompt):
         # Some templates render the last assistant turn differently from the generation prompt.
-        from sqltune.config import ConfigError  # a user-fixable tokenizer choice, not our bug
-
-        raise ConfigError([
+        raise ConfigError([  # a user-fixable tokenizer choice, not our bug
             "hyperparameters.model.tokenizer: its chat template's prompt rendered with add_generation_prompt=True is not a prefix of the "
             f"full conversation, so completion-only labels can't be placed.\nprompt: {prompt!r}\nfull: {full!r}"
         ])

@@ -1,0 +1,23 @@
+"""The `eval:` block: generated-SQL scoring during training, and execution-guided decoding."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, PositiveInt, confloat
+
+from sqltune.config.base import Strict
+
+
+class EvalSettings(Strict):
+    generate_samples: int = Field(0, ge=0, description="rows of the eval split scored by generation; 0 = off")
+    max_new_tokens: PositiveInt = 128
+    batch_size: PositiveInt = 16
+    at_start: bool = Field(False, description="also evaluate the untrained model at step 0")
+    sql_timeout_s: confloat(gt=0) = 1.0
+    candidates: PositiveInt = Field(1, description="SQL candidates per question; 1 = greedy. More: execution-guided")
+    decoding: Literal["beam", "sample"] = Field("beam", description="how candidates are drawn: beam search or sampling")
+    temperature: confloat(gt=0) = Field(0.8, description="sampling temperature (decoding: sample)")
+    pick: Literal["first_valid", "vote"] = Field(
+        "first_valid", description="first_valid: the best-ranked candidate that runs; vote: the most common result")
+    pick_needs_rows: bool = Field(False, description="first_valid: a candidate must also return rows")
