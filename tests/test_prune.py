@@ -12,7 +12,6 @@ from sqltune import prune, tokens
 from sqltune.config import DEFAULT_SYSTEM_PROMPT, ModelSettings
 from sqltune.data import synthetic
 from sqltune.model import load_tokenizer
-from sqltune.prune import Statement
 
 
 @pytest.fixture(scope="module")
@@ -33,36 +32,6 @@ def encoded(row: dict[str, Any], tok: Any) -> dict[str, Any]:
 
 
 # --- split_schema --------------------------------------------------------------------------------
-
-def test_split_keeps_quoted_names_comments_and_references() -> None:
-    text = (
-        "-- the shop database\n"
-        'CREATE TABLE "order items" ("item id" INTEGER PRIMARY KEY, `order id` INT REFERENCES "orders"(id), '
-        "qty INT, FOREIGN KEY (qty) REFERENCES stock(q));\n"
-        "/* 3 rows of order items:\nitem id  order id  qty\n1  1  2\n*/\n\n"
-        "create table Orders (id INTEGER PRIMARY KEY, placedAt DATE) WITHOUT ROWID;\n"
-        "CREATE TABLE [stock] (q INT)"
-    )
-    items, orders, stock = prune.split_schema(text)[1:]
-    assert prune.split_schema(text)[0] == Statement(None, (), (), "-- the shop database")
-    assert items.table == "order items"
-    assert items.columns == ("item id", "order id", "qty")
-    assert items.references == ("orders", "stock")
-    assert items.text.endswith("1  1  2\n*/")  # the sample rows stay with their table
-    assert (orders.table, orders.columns, orders.references) == ("Orders", ("id", "placedAt"), ())
-    assert (stock.table, stock.columns) == ("stock", ("q",))
-
-
-def test_split_falls_back_to_a_regex_when_sqlglot_cannot_parse() -> None:
-    broken = ('CREATE TABLE "order lines" (`line id` INTEGER PRIMARY KEY, qty ??? INT, '
-              'order_id INT REFERENCES "orders"(id), CONSTRAINT fk FOREIGN KEY (qty) REFERENCES [stock items](q))')
-    (s,) = prune.split_schema(broken)
-    assert s == Statement("order lines", ("line id", "qty", "order_id"), ("orders", "stock items"), broken)
-
-
-def test_split_of_text_without_create_table_is_one_anonymous_statement() -> None:
-    assert prune.split_schema("singer: id, name, age") == [Statement(None, (), (), "singer: id, name, age")]
-
 
 # --- gold_tables ---------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import pytest
 
 from sqltune.data import synthetic
 from sqltune.data.rows import BUCKETS, difficulty
-from sqltune.data.synthetic.domains import parse_domain_spec
+from sqltune.data.synthetic.spec import parse_domain_spec
 
 
 def run(con: sqlite3.Connection, sql: str) -> list[tuple]:

@@ -192,15 +192,15 @@ def cmd_merge(ns: argparse.Namespace) -> int:
 
 def cmd_search(ns: argparse.Namespace) -> int:
     _quiet_libraries()
-    from sqltune.study import compare, search
+    from sqltune.study import compare, search, trials
 
     s = search.load(ns.config, ns.set)
     if ns.dry_run:
         print(search.describe(s))
         return 0
     if ns.worker:
-        return search.run_worker(s)
-    code = search.run(s, ns.parallel)
+        return trials.run_worker(s)
+    code = trials.run(s, ns.parallel)
     compare.print_table(compare.load([s.folder]))
     print(f"report: sqltune compare {s.folder} | dashboard: optuna-dashboard {s.storage_url}")
     return code

@@ -20,7 +20,7 @@ import dataclasses
 import functools
 import logging
 import re
-from typing import Any, NamedTuple
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -29,7 +29,8 @@ from tqdm import tqdm
 from sqltune import prompts
 from sqltune.config import FormatSettings
 from sqltune.data import schema
-from sqltune.sql import compact
+from sqltune.sql import compact, ddl
+from sqltune.sql.ddl import Statement
 
 log = logging.getLogger(__name__)
 
@@ -48,22 +49,6 @@ STOP = frozenset({
     "return", "display", "tell", "name", "names", "id", "ids", "number",
 })
 
-_CREATE = re.compile(r"\bcreate\s+(?:temp(?:orary)?\s+)?table\b", re.IGNORECASE)
-_IDENT = r'(?:"[^"]+"|`[^`]+`|\[[^\]]+\]|[^\s(),;.]+)'
-_TABLE_NAME = re.compile(rf"table\s+(?:if\s+not\s+exists\s+)?((?:{_IDENT}\s*\.\s*)?{_IDENT})", re.IGNORECASE)
-_REFERENCES = re.compile(rf"\breferences\s+((?:{_IDENT}\s*\.\s*)?{_IDENT})", re.IGNORECASE)
-_NOT_A_COLUMN = re.compile(r"(constraint|primary|foreign|unique|check)\b", re.IGNORECASE)
-
-
-class Statement(NamedTuple):
-    """One CREATE TABLE and whatever follows it up to the next one (e.g. a sample-rows comment)."""
-
-    table: str | None
-    columns: tuple[str, ...]
-    references: tuple[str, ...]  # tables its foreign keys point to
-    text: str
-
-
 @dataclasses.dataclass(frozen=True)
 class Fitted:
     row: dict[str, Any]  # a copy; `input` holds the kept statements, in schema order
@@ -77,88 +62,8 @@ class Fitted:
 # --- reading schemas and queries -------------------------------------------------------------
 
 def split_schema(text: str) -> list[Statement]:
-    """Split at each CREATE TABLE (case-insensitive); text before the first one, if any, is a
-    statement with `table=None`. Names come from sqlglot (sqlite), else from a regex."""
-    return list(_split_cached(text))
-
-
-@functools.lru_cache(maxsize=4096)
-def _split_cached(text: str) -> tuple[Statement, ...]:
-    starts = [m.start() for m in _CREATE.finditer(text)]
-    bounds = [0, *starts] if starts and starts[0] > 0 else starts or [0]
-    pieces = [text[a:b].strip() for a, b in zip(bounds, [*bounds[1:], len(text)])]
-    return tuple(_statement(piece) for piece in pieces if piece)
-
-
-@functools.lru_cache(maxsize=16384)
-def _statement(piece: str) -> Statement:
-    if not _CREATE.match(piece):
-        return Statement(None, (), (), piece)
-    ddl = _create_part(piece)
-    try:
-        create = sqlglot.parse_one(ddl, read="sqlite")
-    except sqlglot.errors.SqlglotError:
-        create = None
-    if isinstance(create, exp.Create) and create.find(exp.Table) is not None and create.find(exp.Table).name:
-        parts = create.this.expressions if isinstance(create.this, exp.Schema) else []
-        columns = tuple(c.name for c in parts if isinstance(c, exp.ColumnDef))
-        targets = (r.find(exp.Table) for part in parts for r in part.find_all(exp.Reference))  # in text order
-        refs = tuple(dict.fromkeys(t.name for t in targets if t is not None and t.name))
-        return Statement(create.find(exp.Table).name, columns, refs, piece)
-    return _statement_by_regex(ddl, piece)
-
-
-def _statement_by_regex(ddl: str, piece: str) -> Statement:
-    name = _TABLE_NAME.search(ddl)
-    table = _unquote(name.group(1)) if name else None
-    open_at = ddl.find("(")
-    body = ddl[open_at + 1 : ddl.rfind(")")] if open_at >= 0 else ""
-    columns = []
-    for part in _split_top_level(body):
-        first = re.match(_IDENT, part.strip())
-        if first and not _NOT_A_COLUMN.match(part.strip()):
-            columns.append(_unquote(first.group(0)))
-    refs = tuple(dict.fromkeys(_unquote(m.group(1)) for m in _REFERENCES.finditer(ddl)))
-    return Statement(table, tuple(columns), refs, piece)
-
-
-def _unquote(name: str) -> str:
-    """Last part of a possibly schema-qualified name, quotes removed."""
-    parts = re.findall(_IDENT, name)
-    last = parts[-1] if parts else name
-    return last[1:-1] if last[:1] in '"`[' else last
-
-
-def _create_part(piece: str) -> str:
-    """The statement up to the parenthesis that closes its column list (quote-aware)."""
-    depth, quote = 0, ""
-    for i, ch in enumerate(piece):
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "\"'`[":
-            quote = "]" if ch == "[" else ch
-        elif ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                return piece[: i + 1]
-    return piece.split(";")[0]
-
-
-def _split_top_level(body: str) -> list[str]:
-    parts, depth, quote, start = [], 0, "", 0
-    for i, ch in enumerate(body):
-        if quote:
-            quote = "" if ch == quote else quote
-        elif ch in "\"'`[":
-            quote = "]" if ch == "[" else ch
-        elif ch in "()":
-            depth += 1 if ch == "(" else -1
-        elif ch == "," and depth == 0:
-            parts.append(body[start:i])
-            start = i + 1
-    return [*parts, body[start:]]
+    """The schema's statements (sql/ddl.py): each CREATE TABLE, and any text before the first."""
+    return ddl.statements(text)
 
 
 def gold_tables(sql: str) -> set[str] | None:
@@ -206,7 +111,7 @@ def rank_tables(question: str, statements: list[Statement]) -> list[int]:
     base = []
     for s in statements:
         name_hits = asked & words(s.table or "")
-        column_hits = asked & set().union(*(words(c) for c in s.columns)) - name_hits
+        column_hits = asked & set().union(*(words(c) for c in s.column_names)) - name_hits
         base.append(TABLE_WEIGHT * len(name_hits) + len(column_hits))
     named = {i for i, s in enumerate(statements) if asked & words(s.table or "")}
     top = named or {i for i, b in enumerate(base) if b > 0 and b == max(base)}

@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sqltune.errors import DataError
+from sqltune.sql import ddl
 
 CELL_CHARS = 40  # a sample cell longer than this is cut, with "…"
 
@@ -215,57 +216,14 @@ def add_sample_rows(schema_text: str, db_path: str | Path, n: int) -> str:
         return schema_text
     known = {t.name.lower(): t for t in read_schema(db_path)}
     out, start = [], 0
-    for end in _statement_ends(schema_text):
-        out.append(schema_text[start:end])
-        parsed = _create_table(schema_text[start:end])
-        if parsed and parsed[0].lower() in known:
-            table = known[parsed[0].lower()]
-            have = {c.lower(): c for c in table.columns}
-            shown = [have[c.lower()] for c in parsed[1]] if all(c.lower() in have for c in parsed[1]) else None
-            out.append("\n" + sample_rows(db_path, table.name, n, columns=shown or None))
-        start = end
+    for statement in ddl.statements(schema_text):
+        table = known.get(statement.table.lower()) if statement.parsed else None
+        if table is None:
+            continue
+        out.append(schema_text[start:statement.ddl_end])
+        have = {c.lower(): c for c in table.columns}
+        declared = statement.column_names
+        shown = [have[c.lower()] for c in declared] if all(c.lower() in have for c in declared) else None
+        out.append("\n" + sample_rows(db_path, table.name, n, columns=shown or None))
+        start = statement.ddl_end
     return "".join(out) + schema_text[start:]
-
-
-def _statement_ends(text: str) -> list[int]:
-    """Offsets just past each top-level ';' (outside quotes and comments), plus the end of a last
-    statement that has none."""
-    ends, i, closers = [], 0, {"'": "'", '"': '"', "`": "`", "[": "]"}
-    while i < len(text):
-        ch = text[i]
-        if ch in closers:
-            j = text.find(closers[ch], i + 1)
-            i = len(text) if j < 0 else j + 1
-            continue  # a doubled quote ('it''s') is two strings back to back: same result
-        if text.startswith("--", i):
-            j = text.find("\n", i)
-            i = len(text) if j < 0 else j + 1
-            continue
-        if text.startswith("/*", i):
-            j = text.find("*/", i + 2)
-            i = len(text) if j < 0 else j + 2
-            continue
-        if ch == ";":
-            ends.append(i + 1)
-        i += 1
-    last = ends[-1] if ends else 0
-    if text[last:].strip() and re.search(r"\bCREATE\b", text[last:], re.IGNORECASE):
-        ends.append(len(text.rstrip()))
-    return ends
-
-
-def _create_table(statement: str) -> tuple[str, list[str]] | None:
-    """(table name, declared column names) of one CREATE TABLE statement, or None."""
-    import sqlglot
-    from sqlglot import exp
-
-    try:
-        tree = sqlglot.parse_one(statement, read="sqlite")
-    except sqlglot.errors.SqlglotError:
-        return None
-    if not isinstance(tree, exp.Create) or tree.kind != "TABLE" or not isinstance(tree.this, exp.Schema):
-        return None
-    table = tree.this.this
-    if not isinstance(table, exp.Table):
-        return None
-    return table.name, [c.name for c in tree.this.expressions if isinstance(c, exp.ColumnDef)]

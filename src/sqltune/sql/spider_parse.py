@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import sqlglot
+from sqltune.sql import ddl
 
 # ----------------------------------------------------------------------------- schema
 
@@ -80,18 +80,16 @@ def schema_from_db(db_path: str | Path) -> SpiderSchema:
         return _read_schema(conn)
 
 
-def _names_and_keys(stmt: sqlglot.exp.Expression) -> str:
-    """A (MySQL) CREATE TABLE cut down to what the schema needs, as SQLite: names and keys."""
-    if isinstance(stmt, sqlglot.exp.Create) and isinstance(stmt.this, sqlglot.exp.Schema):
-        stmt.set("properties", None)  # ENGINE=, CHARSET=, AUTO_INCREMENT=
-        for item in list(stmt.this.expressions):
-            if isinstance(item, sqlglot.exp.ColumnDef):  # types (ENUM(...)), COLLATE, AUTO_INCREMENT go
-                keep = (sqlglot.exp.PrimaryKeyColumnConstraint, sqlglot.exp.Reference)
-                item.set("kind", None)
-                item.set("constraints", [c for c in item.constraints if isinstance(c.kind, keep)])
-            elif not item.find(sqlglot.exp.PrimaryKey, sqlglot.exp.ForeignKey):
-                item.pop()  # KEY / INDEX / UNIQUE / CHECK
-    return stmt.sql(dialect="sqlite")
+def _names_and_keys(statement: ddl.Statement) -> str:
+    """A CREATE TABLE (as sql/ddl.py read it, in any dialect) cut down to what the schema needs,
+    as SQLite: names and keys (MySQL's types, ENUM(...), AUTO_INCREMENT, KEY, ENGINE= go)."""
+    items = [_quote(c.name) for c in statement.columns]
+    if statement.primary_key:
+        items.append(f"PRIMARY KEY ({', '.join(map(_quote, statement.primary_key))})")
+    for fk in statement.foreign_keys:
+        to = f" ({', '.join(map(_quote, fk.to))})" if fk.to else ""
+        items.append(f"FOREIGN KEY ({', '.join(map(_quote, fk.columns))}) REFERENCES {_quote(fk.table)}{to}")
+    return f"CREATE TABLE {_quote(statement.table)} ({', '.join(items)})"
 
 
 def _scratch_db() -> sqlite3.Connection:
@@ -107,8 +105,8 @@ def _scratch_db() -> sqlite3.Connection:
 def schema_from_ddl(text: str) -> SpiderSchema:
     """The schema of CREATE TABLE text (a row without a database): the text runs in an in-memory
     SQLite database, read like a file. If SQLite rejects it (MySQL's ENGINE=, AUTO_INCREMENT,
-    KEY, ...), sqlglot reads it as MySQL and each CREATE TABLE runs cut down to names and keys;
-    other statements that fail are skipped, a CREATE TABLE that fails raises ValueError."""
+    KEY, ...), each CREATE TABLE as sql/ddl.py reads it runs cut down to names and keys; other
+    statements are skipped, a CREATE TABLE that can't be read or run raises ValueError."""
     conn = _scratch_db()
     try:
         try:
@@ -116,16 +114,16 @@ def schema_from_ddl(text: str) -> SpiderSchema:
         except sqlite3.Error:
             conn.close()
             conn = _scratch_db()
-            for stmt in sqlglot.parse(text, read="mysql"):
+            for statement in ddl.statements(text):
+                if statement.table is None:
+                    continue  # INSERT, comments, ...: not part of the schema
                 try:
-                    conn.execute(_names_and_keys(stmt)) if stmt is not None else None
+                    if not statement.parsed:
+                        raise sqlite3.Error("no SQL dialect reads it")
+                    conn.execute(_names_and_keys(statement))
                 except sqlite3.Error as e:
-                    if not isinstance(stmt, sqlglot.exp.Create):
-                        continue  # INSERT, ATTACH, ...: not part of the schema
-                    raise ValueError(f"cannot build a schema from {stmt.sql()[:120]!r}: {e}") from e
+                    raise ValueError(f"cannot build a schema from {statement.text[:120]!r}: {e}") from e
         schema = _read_schema(conn)
-    except sqlglot.errors.SqlglotError as e:
-        raise ValueError(f"cannot read the CREATE TABLE text: {e}") from e
     finally:
         conn.close()
     if not schema.tables:

@@ -23,7 +23,9 @@ and for all but a handful of rows in 10,000 returns something. The databases do 
 depend on `seed`, so rows made with different seeds share one db_dir.
 
     schemas.py     the ten hand-written domains' tables, columns and roles
-    domains.py     a domain's data: its rows, CREATE TABLE text and SQLite file
+    spec.py        the schema language (tables, columns, roles, value generators) and its parser
+    values.py      a domain's rows, from its generators
+    domains.py     a domain: its tables, rows, CREATE TABLE text and SQLite file
     conditions.py  what templates share: picking tables and columns, WHERE conditions, phrasing;
                    `Unfit`, the one way a template says it can't make a question here
     questions.py   one-table templates;  joins.py  templates over foreign keys

@@ -1,7 +1,7 @@
 """Saying tables, columns and conditions in English and in SQL, for the question templates.
 
 Templates know nothing about shops or hospitals. They read column roles (label, cat,
-num, date, fk) from domains.py and say columns by their names: `home_city` is "home
+num, date, fk) from spec.py and say columns by their names: `home_city` is "home
 city", the fk `major_department_id` is "major department", `height_cm` is "height in
 cm". A condition is built from an "anchor" row of the real data, so it holds for that
 row and the gold query returns at least one row: a bound for `>` is a smaller value of
@@ -17,7 +17,8 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
-from sqltune.data.synthetic.domains import Column, Domain, Row, Table
+from sqltune.data.synthetic.domains import Domain
+from sqltune.data.synthetic.spec import Column, Row, Table
 
 Choice = TypeVar("Choice")
 FILTER_ROLES = ("label", "cat", "num", "date")

@@ -5,7 +5,7 @@ says the relation: orders.customer_id reads "customer", flights.origin_airport_i
 "origin airport", so "flights whose origin airport's city is Lyon". A `Chain` A -> B -> C
 follows two edges; a `Bridge` A <- M -> B is a table with two fks (enrollments: student,
 course). As in conditions.py, conditions are built from an anchor row so the answer is not
-empty; the anti-joins (NOT IN, EXCEPT) find rows because domains.py leaves ~15% of every
+empty; the anti-joins (NOT IN, EXCEPT) find rows because values.py leaves ~15% of every
 parent table without children.
 """
 
@@ -19,7 +19,8 @@ from typing import NamedTuple
 from sqltune.data.synthetic.conditions import (AGGREGATES, Cond, Made, aggregate_for, anchor_row, below_max,
                                                columns, condition, phrase, pick_one, plural, possessive, qualified,
                                                relative, strip_owner, Unfit, where, with_article)
-from sqltune.data.synthetic.domains import Column, Domain, Row, Table
+from sqltune.data.synthetic.domains import Domain
+from sqltune.data.synthetic.spec import Column, Row, Table
 
 
 class Edge(NamedTuple):

@@ -1,6 +1,6 @@
 """The data behind sqltune.data.synthetic: ten database schemas and the word lists their values come from.
 
-The schema language is described in domains.py. Wide tables with contact
+The schema language is described in spec.py. Wide tables with contact
 details and flags are deliberate: real schemas are wide, and the whole-domain prompts
 need 200+ words of CREATE TABLE text to reach the "hard" length bucket.
 """
@@ -77,7 +77,7 @@ VOCAB = {  # generators that pick one word or phrase from a list
 }
 
 
-PATTERNS = {  # generators that fill a pattern; domains.py FIELDS lists the {fields}
+PATTERNS = {  # generators that fill a pattern; spec.py FIELDS lists the {fields}
     "address": ["{n} {last} Street", "{n} {last} Road", "{n} {last} Avenue", "{n} {last} Lane"],
     "company": ["{last} Ltd", "{last} Group", "{last} Holdings", "{last} Trading", "{last} Supplies",
                 "{last} Industries", "{last} & Partners", "{last} Press", "{last} Books"],
