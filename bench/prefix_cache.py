@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from sqltune import config, evaluate, model
+from sqltune import config, evaluate, model, rundir
 from sqltune import prompts
 from sqltune.data import splits, synthetic
 
@@ -64,7 +64,8 @@ def main() -> None:
     if ns.checkpoint:
         from sqltune import cli
 
-        net, tokenizer, _ = model.load_checkpoint(cli.checkpoint_folder(ns.checkpoint))
+        ckpt = cli.checkpoint_folder(ns.checkpoint)
+        net, tokenizer = model.load_checkpoint(ckpt, rundir.checkpoint_hparams(ckpt))
     else:
         cfg = config.ModelSettings(name="smollm2", dtype="float32")
         tokenizer = model.load_tokenizer(cfg)

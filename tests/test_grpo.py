@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from conftest import kl_by_step, read_metrics, tiny_config, write_config
 import sqltune_with_seams
 from sqltune_with_seams import preempt_at
-from sqltune import cli, config, model
+from sqltune import cli, config, model, rundir
 
 REWARD_KEYS = ("reward", "rewards/execution/mean", "rewards/runs/mean", "rewards/format/mean")
 
@@ -76,7 +76,8 @@ def test_grpo_from_sft_adapter_reports_rewards_checkpoints_and_resumes(
     before, after = load_file(first / "adapter_model.safetensors"), load_file(stored / "adapter_model.safetensors")
     assert before.keys() == after.keys()
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the SFT adapter trained on
-    _, _, hp = model.load_checkpoint(stored)  # the GRPO checkpoint loads as any other
+    hp = rundir.checkpoint_hparams(stored)
+    model.load_checkpoint(stored, hp)  # the GRPO checkpoint loads as any other
     assert hp.lora.enabled and hp.grpo is not None
 
     cfg = grpo_config(split, start)
@@ -181,7 +182,7 @@ def test_beta_pulls_toward_the_sft_adapter_not_the_base_model(tmp_path: Path, va
     assert kl[1] == pytest.approx(0.0, abs=1e-7) and kl[2] > 1e-6, kl
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     stored = tmp_path / "run" / "checkpoints" / summary["latest_checkpoint"] / "checkpoint-2"
-    net, _, _ = model.load_checkpoint(stored)
+    net, _ = model.load_checkpoint(stored, rundir.checkpoint_hparams(stored))
     trained = load_file(stored / "adapter_model.safetensors")
     first = load_file(cli.checkpoint_folder(start) / "adapter_model.safetensors")
     assert any(not torch.equal(first[k], trained[k]) for k in first)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from conftest import TINY_LLAMA, tiny_config, write_config
-from sqltune import cli, config, model
+from sqltune import cli, config, model, rundir
 from sqltune.model import lora
 
 
@@ -66,7 +66,7 @@ def test_dora_run_trains_saves_and_loads(tmp_path: Path) -> None:
     ckpt = cli.checkpoint_folder(str(tmp_path / "run"))
     saved = json.loads((ckpt / "adapter_config.json").read_text())
     assert saved["use_dora"] is True and saved["use_rslora"] is True
-    net, _, _ = model.load_checkpoint(ckpt)
+    net, _ = model.load_checkpoint(ckpt, rundir.checkpoint_hparams(ckpt))
     assert any("lora_magnitude_vector" in n for n, _ in net.named_parameters())
 
 

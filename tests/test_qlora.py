@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY_LLAMA, read_metrics, tiny_config, write_config
-from sqltune import cli, model
+from sqltune import cli, model, rundir
 
 QUANT = {"bits": 4, "quant_type": "nf4", "double_quant": True, "compute_dtype": "float32"}
 
@@ -34,10 +34,11 @@ def test_qlora_trains_checkpoints_adapter_only_and_scores_generation(tmp_path: P
     assert "adapter_model.safetensors" in files and "model.safetensors" not in files
     assert (ckpt / "adapter_model.safetensors").stat().st_size < 200_000  # the adapter alone
 
-    net, _, hp = model.load_checkpoint(ckpt)
+    hp = rundir.checkpoint_hparams(ckpt)
+    net, _ = model.load_checkpoint(ckpt, hp)
     assert hp.quantization.quant_type == "nf4"
     assert type(net.base_model.model.model.layers[0].self_attn.q_proj.base_layer).__name__ == "Linear4bit"
-    merged = model.merge_lora(ckpt, tmp_path / "merged")
+    merged = model.merge_lora(ckpt, hp, tmp_path / "merged")
     assert (merged / "model.safetensors").exists()
 
 

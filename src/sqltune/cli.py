@@ -130,9 +130,10 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
 
     ckpt = checkpoint_folder(ns.checkpoint)
     _quiet_libraries()
-    from sqltune import evaluate, model, prune
+    from sqltune import evaluate, model, prune, rundir
 
-    net, tokenizer, hp = model.load_checkpoint(ckpt)
+    hp = rundir.checkpoint_hparams(ckpt)
+    net, tokenizer = model.load_checkpoint(ckpt, hp)
     name, rows = _read_eval_rows(ns.data, hp)
     rows, _ = prune.prepare(evaluate.eval_rows(rows, ns.samples or len(rows)), tokenizer, hp.format,
                             use_gold=False, name=name)
@@ -158,11 +159,11 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     schema = _read_text(ns.schema, "--schema") if ns.schema else ""
     ckpt = checkpoint_folder(ns.checkpoint)
     _quiet_libraries()
-    from sqltune import evaluate, model
-
+    from sqltune import evaluate, model, rundir
     from sqltune.sql import guided
 
-    net, tokenizer, hp = model.load_checkpoint(ckpt)
+    hp = rundir.checkpoint_hparams(ckpt)
+    net, tokenizer = model.load_checkpoint(ckpt, hp)
     row = {"instruction": ns.question, "input": schema}
     if hp.format.examples:  # solved examples from the checkpoint's own training split, as in training
         from sqltune.data import examples, splits as data_splits
@@ -184,9 +185,9 @@ def cmd_predict(ns: argparse.Namespace) -> int:
 def cmd_merge(ns: argparse.Namespace) -> int:
     ckpt = checkpoint_folder(ns.checkpoint)
     _quiet_libraries()
-    from sqltune import model
+    from sqltune import model, rundir
 
-    print(f"merged model written to {model.merge_lora(ckpt, Path(ns.output))}")
+    print(f"merged model written to {model.merge_lora(ckpt, rundir.checkpoint_hparams(ckpt), Path(ns.output))}")
     return 0
 
 

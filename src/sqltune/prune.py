@@ -132,7 +132,7 @@ def rank_tables(question: str, statements: list[Statement]) -> list[int]:
 def fit_row(row: dict[str, Any], tokenizer: Any, system_prompt: str, max_length: int, *, use_gold: bool,
             layout: str = prompts.DEFAULT_LAYOUT) -> Fitted:
     """The row unchanged if prompt + completion fit `max_length` tokens (counted as
-    tokenize.encode counts them), else with as many tables as fit, best first (one that doesn't
+    tokens.encode counts them), else with as many tables as fit, best first (one that doesn't
     fit is skipped, a smaller one after it may still go in); see module doc. The row's `response`
     counts in both modes: at inference it stands for the room the generated answer will need."""
     (p, c), = _lengths([row], tokenizer, system_prompt, layout)
@@ -185,7 +185,7 @@ def _is_in(statement: Statement, tables: set[str]) -> bool:
 
 
 def _lengths(rows: list[dict[str, Any]], tokenizer: Any, system_prompt: str, layout: str) -> list[tuple[int, int]]:
-    """(len(prompt ids), len(completion ids)) per row, exactly as tokenize.encode counts them."""
+    """(len(prompt ids), len(completion ids)) per row, exactly as tokens.encode counts them."""
     rendered = [prompts.render(r, tokenizer, system_prompt, layout) for r in rows]
     prompt_ids = tokenizer([p for p, _ in rendered], add_special_tokens=False)["input_ids"]
     completions = tokenizer([c for _, c in rendered], add_special_tokens=False)["input_ids"]

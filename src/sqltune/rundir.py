@@ -31,6 +31,7 @@ from typing import Any, Callable, Protocol
 import yaml
 
 from sqltune.cache import cache_root
+from sqltune.config import Hyperparameters, build
 from sqltune.errors import CheckpointNotFound
 
 SUMMARY = "summary.json"
@@ -253,6 +254,18 @@ def read_config_copy(checkpoint: Path) -> dict[str, Any] | None:
     if isinstance(saved, dict):
         saved["format"] = {"layout": "reference", **(saved.get("format") or {})}
     return saved
+
+
+def checkpoint_hparams(checkpoint: Path) -> Hyperparameters:
+    """The hyperparameters a checkpoint folder was trained with, checked as any config is.
+
+    Raises:
+        CheckpointNotFound: the folder has no config copy (not written by sqltune).
+    """
+    saved = read_config_copy(checkpoint)
+    if saved is None:
+        raise CheckpointNotFound(f"--checkpoint: {checkpoint} has no {CONFIG_COPY} (not written by sqltune?)")
+    return build({"hyperparameters": saved}, path=checkpoint / CONFIG_COPY).hparams
 
 
 def write_config_copy(checkpoint: Path, hparams: dict[str, Any]) -> None:

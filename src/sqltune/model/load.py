@@ -23,7 +23,7 @@ from sqltune import config, rundir
 from sqltune import prompts
 from sqltune.cache import cache_root
 from sqltune.config import LoraSettings, ModelSettings, QuantizationSettings
-from sqltune.errors import CheckpointNotFound, ConfigError
+from sqltune.errors import ConfigError
 from sqltune.model.lora import add_lora
 from sqltune.model.loss import install_masked_loss
 
@@ -236,18 +236,15 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
 # ---- checkpoints for inference -----------------------------------------------------------------
 
 
-def load_checkpoint(ckpt: Path, *, dequantize: bool = False) -> tuple[torch.nn.Module, Any, Any]:
-    """(model, tokenizer, hyperparameters) from an HF `checkpoint-N` folder written by a run.
+def load_checkpoint(ckpt: Path, hp: config.Hyperparameters, *,
+                    dequantize: bool = False) -> tuple[torch.nn.Module, Any]:
+    """(model, tokenizer) from an HF `checkpoint-N` folder written by a run whose hyperparameters
+    are `hp` (rundir.checkpoint_hparams reads them from the folder).
 
-    A LoRA checkpoint holds only the adapter: the base is rebuilt from the saved config (a hub
-    name, the shipped SmolLM2, or a seeded from-config model), quantised again if the run was
-    QLoRA (and then, with `dequantize`, turned back into plain weights), and the adapter loaded onto it.
+    A LoRA checkpoint holds only the adapter: the base is rebuilt from `hp` (a hub name, the
+    shipped SmolLM2, or a seeded from-config model), quantised again if the run was QLoRA (and
+    then, with `dequantize`, turned back into plain weights), and the adapter loaded onto it.
     """
-    saved = rundir.read_config_copy(ckpt)
-    if saved is None:
-        raise CheckpointNotFound(f"--checkpoint: {ckpt} has no {rundir.CONFIG_COPY} (not written by sqltune?)")
-    exp = config.build({"hyperparameters": saved}, path=ckpt / rundir.CONFIG_COPY)
-    hp = exp.hparams
     tokenizer = (transformers.AutoTokenizer.from_pretrained(ckpt, padding_side="right")
                  if (ckpt / "tokenizer_config.json").exists() else load_tokenizer(hp.model))
     prompts.ensure_chat_template(tokenizer)
@@ -262,10 +259,10 @@ def load_checkpoint(ckpt: Path, *, dequantize: bool = False) -> tuple[torch.nn.M
         model = transformers.AutoModelForCausalLM.from_pretrained(ckpt, dtype=_dtype(hp.model.dtype))
         install_masked_loss(model)
     model.eval()
-    return model, tokenizer, hp
+    return model, tokenizer
 
 
-def merge_lora(ckpt: Path, out_dir: Path) -> Path:
+def merge_lora(ckpt: Path, hp: config.Hyperparameters, out_dir: Path) -> Path:
     """Fold a LoRA adapter into its base and save a plain model folder for serving.
 
     QLoRA: the 4/8-bit base is dequantised first, then the adapter merged. The merged weights are
@@ -274,7 +271,7 @@ def merge_lora(ckpt: Path, out_dir: Path) -> Path:
     too: NF4 rounds each weight to one of 16 levels per 64-weight block. Merging into the original
     full-precision base instead would change the function the adapter learned to correct.
     """
-    model, tokenizer, hp = load_checkpoint(ckpt, dequantize=True)
+    model, tokenizer = load_checkpoint(ckpt, hp, dequantize=True)
     if not hasattr(model, "merge_and_unload"):
         raise ConfigError(["--checkpoint: a full model already; there is no LoRA adapter to merge"])
     merged = model.merge_and_unload()

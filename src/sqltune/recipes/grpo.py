@@ -150,7 +150,7 @@ def load_policy(hp: config.Hyperparameters, start: Path | None,
             name_reference(net, hp.model, tokenizer, args)
     else:
         log.info("GRPO starts from %s", start)
-        net, tokenizer, _ = model.load_checkpoint(start)
+        net, tokenizer = model.load_checkpoint(start, rundir.checkpoint_hparams(start))
         if hasattr(net, "peft_config"):  # loaded for inference: the adapter comes frozen
             net.peft_config["default"].inference_mode = False
             for name, p in net.named_parameters():
