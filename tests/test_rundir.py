@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from conftest import tiny_config
-from sqltune import cli, rundir
-from sqltune.errors import CheckpointNotFound
+from sqltune import cli, manifest, rundir
+from sqltune.errors import CheckpointDamaged, CheckpointNotFound
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,9 @@ def test_storage_follows_the_yamls_checkpoint_storage(tmp_path: Path) -> None:
 
 def _stored(storage: Path, uuid: str, *steps: int) -> Path:
     for step in steps:
-        rundir.write_config_copy(_mkdir(storage / uuid / f"checkpoint-{step}"), {"lora": {"r": 4}})
+        run = rundir.RunFolder(storage, hparams={"lora": {"r": 4}})
+        run.stamp_checkpoint(ckpt := _mkdir(storage / uuid / f"checkpoint-{step}"))
+        run.seal_checkpoint(ckpt, manifest.entries(ckpt))
     return storage / uuid
 
 
@@ -69,6 +71,9 @@ def test_a_uuid_is_found_from_any_folder_through_the_index(tmp_path: Path, monke
         cli.checkpoint_folder("2222-bbbb")
     with pytest.raises(CheckpointNotFound, match="holds no checkpoint-N folder"):
         cli.checkpoint_folder(str(elsewhere))
+    (stored / "checkpoint-12" / manifest.MANIFEST).unlink()  # a store cut short
+    with pytest.raises(CheckpointDamaged, match="checkpoint-12/sqltune_manifest.json is missing"):
+        cli.checkpoint_folder("1111-aaaa")
 
 
 def test_a_run_folder_stands_for_its_latest_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,14 +25,16 @@ import math
 import os
 import shutil
 import signal
+import time
+import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
 import determined as det
 import transformers
 
-from sqltune import rundir
-from sqltune.errors import CheckpointNotFound, ConfigError, MasterUnreachable
+from sqltune import manifest, rundir
+from sqltune.errors import CheckpointNotFound, CheckpointStoreFailed, ConfigError, MasterUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ class Trial:
     trial_id: int | None
     searcher: dict[str, Any]
     on_cluster: bool
+    fallbacks: list[str] = dataclasses.field(default_factory=list)  # older checkpoints of this run, newest first
+    run_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)  # names the run's stored checkpoints
 
 
 @functools.cache
@@ -66,6 +70,7 @@ def cluster_trial() -> Trial | None:
         trial_id=info.trial.trial_id,
         searcher=_experiment_searcher(info.trial.experiment_id),
         on_cluster=True,
+        run_id=f"trial-{info.trial.trial_id}",
     )
 
 
@@ -85,8 +90,14 @@ def _experiment_searcher(experiment_id: int) -> dict[str, Any]:
 
 
 def local_trial(raw_config: dict[str, Any], run: rundir.RunFolder, fresh: bool) -> Trial:
-    latest = None if fresh else run.latest_checkpoint()
-    return Trial(None, latest, None, raw_config.get("searcher", {}), on_cluster=False)
+    """Off-cluster, the run folder says what to resume from: its pointer's checkpoint, then its
+    other stored ones, newest first (a torn pointer is survived: rundir.resume_candidates)."""
+    searcher = raw_config.get("searcher", {})
+    if fresh:
+        return Trial(None, None, None, searcher, on_cluster=False)
+    candidates = run.resume_candidates(rundir.storage_dir(raw_config.get("checkpoint_storage"), run.path))
+    return Trial(None, candidates[0] if candidates else None, None, searcher, on_cluster=False,
+                 fallbacks=candidates[1:], run_id=run.run_id or uuid.uuid4().hex)
 
 
 def distributed_context(use_deepspeed: bool) -> det.core.DistributedContext | None:
@@ -139,11 +150,28 @@ def tensorboard_dir(core: det.core.Context) -> str | None:
 @contextlib.contextmanager
 def restore(core: det.core.Context, storage_id: str) -> Iterator[Path]:
     """The HF `checkpoint-N` folder inside a stored checkpoint (downloaded if the storage needs it)."""
-    with core.checkpoint.restore_path(storage_id) as path:
+    with _gone_as_ours(storage_id), core.checkpoint.restore_path(storage_id) as path:
         ckpt = rundir.hf_checkpoint(Path(path))
         if ckpt is None:
             raise CheckpointNotFound(f"checkpoint {storage_id} at {path} holds no checkpoint-N folder")
         yield ckpt
+
+
+@contextlib.contextmanager
+def _gone_as_ours(storage_id: str) -> Iterator[None]:
+    try:
+        yield
+    except det.errors.CheckpointNotFound as e:
+        raise CheckpointNotFound(f"checkpoint {storage_id} is gone from storage ({e})") from None
+
+
+def damage(core: det.core.Context, ckpt: Path) -> str | None:
+    """What is wrong with a restored checkpoint (manifest.problem), None when it is complete; the
+    same answer on every rank (each node's local chief checks what it was handed)."""
+    found = manifest.problem(ckpt) if core.distributed.local_rank == 0 else None
+    if core.distributed.size > 1:
+        found = next((p for p in core.distributed.allgather(found) if p), None)
+    return found
 
 
 def check_searcher(searcher: dict[str, Any], args: transformers.TrainingArguments) -> None:
@@ -166,10 +194,13 @@ def check_searcher(searcher: dict[str, Any], args: transformers.TrainingArgument
 class CoreCallback(transformers.TrainerCallback):
     """Reports metrics and progress, uploads checkpoints, honours preemption."""
 
-    def __init__(self, core: det.core.Context, *, trial: Trial, results: rundir.Results) -> None:
+    def __init__(self, core: det.core.Context, *, trial: Trial, results: rundir.Results,
+                 storage: Path | None = None, run_folder: Path | None = None) -> None:
         self.core = core
         self.trial = trial
         self.results = results  # the chief hands it every metric line and checkpoint (the run folder)
+        self.storage = storage  # off-cluster: the local checkpoint storage (None on a cluster)
+        self.run_folder = run_folder
         self.searcher_metric = trial.searcher.get("metric")
         self.last_reported: dict[str, int] = {}
         self.last_progress = -1
@@ -254,16 +285,23 @@ class CoreCallback(transformers.TrainerCallback):
     def on_save(self, args, state, control, **kwargs):  # noqa: ANN001
         name = f"checkpoint-{state.global_step}"
         local = Path(args.output_dir) / name
-        if state.is_world_process_zero:
-            self.results.stamp_checkpoint(local)
-        metadata = {"steps_completed": state.global_step, "format": "huggingface", "checkpoint": name}
+        self._seal(local, state.is_world_process_zero)
+        metadata = {"steps_completed": state.global_step, "format": "huggingface", "checkpoint": name,
+                    "run_id": self.trial.run_id, "stored_at": time.time()}
+        if self.run_folder is not None:
+            metadata["run_folder"] = str(self.run_folder.resolve())  # rundir.stored_checkpoints finds them by it
         if self.trial.trial_id is not None:
             metadata["trial_id"] = self.trial.trial_id
         if self.last_validation:
             metadata["validation"] = self.last_validation
-        storage_id = self.core.checkpoint.upload(
-            args.output_dir, metadata=metadata, shard=True, selector=lambda p: p.startswith(name + "/")
-        )
+        before = set(os.listdir(self.storage)) if self.storage is not None and self.storage.is_dir() else set()
+        free = shutil.disk_usage(self.storage).free if self.storage is not None and self.storage.is_dir() else None
+        try:
+            storage_id = self.core.checkpoint.upload(
+                args.output_dir, metadata=metadata, shard=True, selector=lambda p: p.startswith(name + "/")
+            )
+        except OSError as e:  # shutil.Error too: no space, permission, I/O error
+            raise self._store_failed(e, local, before, free) from None
         self.latest_storage_id = storage_id
         # Kept once per disk: the upload has returned on every rank (it ends in an allgather), so
         # the Trainer's local copy goes; resume restores from storage. For a 7B full fine-tune
@@ -274,6 +312,43 @@ class CoreCallback(transformers.TrainerCallback):
         if state.is_world_process_zero:
             self.results.record_checkpoint(storage_id, state.global_step, name)
             log.info("checkpoint %s uploaded as %s", name, storage_id)
+
+    def _seal(self, local: Path, chief: bool) -> None:
+        """Stamp the Trainer's `checkpoint-N/` with our config copy, then its manifest, written last:
+        each node's local chief lists the files its ranks wrote (once all have: the allgather
+        waits for every rank's own rng_state file), and the chief writes the union."""
+        if chief:
+            self.results.stamp_checkpoint(local)
+        dist = self.core.distributed
+        if dist.size > 1:
+            dist.allgather(None)
+        files = manifest.entries(local) if dist.local_rank == 0 and local.is_dir() else {}
+        if dist.size > 1:
+            files = {k: v for part in dist.allgather(files) for k, v in part.items()}
+        if chief:
+            self.results.seal_checkpoint(local, files)
+
+    def _store_failed(self, error: OSError, local: Path, before: set[str], free: int | None) -> CheckpointStoreFailed:
+        """Undo a failed store (the partial folder in storage, the Trainer's local copy) and say in
+        one line what failed, where, the space needed and free, and what the next run resumes from."""
+        need = sum(p.stat().st_size for p in local.rglob("*") if p.is_file()) if local.is_dir() else 0
+        where = self.storage if self.storage is not None else "the experiment's checkpoint storage"
+        if self.storage is not None and self.storage.is_dir():
+            for entry in set(os.listdir(self.storage)) - before:  # the folder this upload started
+                folder = self.storage / entry
+                started = folder.is_dir() and ((folder / local.name).is_dir() or not any(folder.iterdir()))
+                if started and ((folder / local.name).is_dir() is False or manifest.problem(folder / local.name)):
+                    shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(local, ignore_errors=True)
+        last = self.latest_storage_id or self.trial.latest_checkpoint
+        reason = error.strerror or str(error)[:300]
+        if isinstance(error, shutil.Error) and error.args and isinstance(error.args[0], list) and error.args[0]:
+            reason = str(error.args[0][0][-1]).split(": '")[0][:300]  # copytree's (src, dst, why) of its first failed file
+        return CheckpointStoreFailed(
+            f"storing {local.name} in {where} failed: {reason}; it needs {need / 2**20:,.1f} MiB"
+            + (f" and {free / 2**20:,.1f} MiB were free there" if free is not None else "")
+            + "; the partial copy was removed, and the next run "
+            + (f"resumes from checkpoint {last}" if last else "starts from scratch (no checkpoint was stored)"))
 
 
 def download_checkpoint(uuid: str) -> Path:

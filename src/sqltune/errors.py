@@ -6,6 +6,9 @@ traceback.
     ├── ConfigError          the experiment YAML, an override or a command-line flag
     ├── DataError            a data file or dataset: names the file and the row
     ├── CheckpointNotFound   --checkpoint names no folder, known UUID or cluster checkpoint
+    │   └── CheckpointDamaged    it names one that is incomplete or damaged (its manifest says which file)
+    ├── CheckpointStoreFailed    a checkpoint could not be written or stored (disk full, permission, I/O)
+    ├── RunFolderBusy        another process trains in the same run folder
     ├── SearchRunning        another `sqltune search` holds the search folder
     └── MasterUnreachable    a Determined master that can't be reached, or refuses us
 """
@@ -34,6 +37,18 @@ class DataError(UserError, ValueError):
 
 class CheckpointNotFound(UserError, FileNotFoundError):
     """`--checkpoint` names nothing this machine (or the cluster at DET_MASTER) holds."""
+
+
+class CheckpointDamaged(CheckpointNotFound):
+    """A checkpoint whose manifest is missing, or whose files don't match it."""
+
+
+class CheckpointStoreFailed(UserError, OSError):
+    """Saving or storing a checkpoint failed; what was partly written is removed again."""
+
+
+class RunFolderBusy(UserError):
+    """Another process holds the run folder's lock (it is training there)."""
 
 
 class SearchRunning(UserError):

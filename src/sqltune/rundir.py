@@ -4,6 +4,7 @@
         summary.json                  what `train` returns: final metrics, figures, hyperparameters
         metrics.jsonl                 every reported metric, one JSON line per (group, step)
         latest_checkpoint.json        the newest checkpoint's storage ID: running again resumes from it
+        .sqltune.lock                 held by the process training here (its PID inside): one writer
         predictions/eval-step-N.jsonl every generated query of an evaluation, scored (evaluate.py)
         completions/rank-R.jsonl      a GRPO run's sampled completions with their rewards, per rank
         checkpoints/<uuid>/checkpoint-N/   the Core API's storage off-cluster (unless checkpoint_storage
@@ -13,6 +14,15 @@
         study.db                      the Optuna study
         trial-<k>/                    one run folder per trial
 
+What a crash may leave, and what it may not. Every file a later run reads (the pointer, the summary,
+each checkpoint's config copy and manifest, the storage index) is written whole or not at all: a
+temporary file beside it, flushed and fsynced, then renamed over it. metrics.jsonl is appended to,
+so a kill may tear its last line, which readers skip. A stored checkpoint counts only when its
+manifest (manifest.py) matches every file; a resume checks the pointer's checkpoint and falls back
+to the run's newest complete one in storage, and a torn pointer only costs that search. Not
+guaranteed: the steps after the last complete checkpoint (they are trained again), and files the
+Trainer or DeepSpeed write outside checkpoint-N/ (TensorBoard events).
+
 A checkpoint's UUID is found from any working directory: every local run records its storage
 folder in a small index (`$SQLTUNE_CACHE/checkpoint-storages.json`), and `find_checkpoint` looks
 there, then below the current folder. Nothing here imports torch, transformers or determined:
@@ -21,18 +31,26 @@ there, then below the current folder. Nothing here imports torch, transformers o
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
+import logging
 import os
+import sys
 import time
+import uuid
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import yaml
 
+from sqltune import manifest
 from sqltune.cache import cache_root
 from sqltune.config import Hyperparameters, build
-from sqltune.errors import CheckpointNotFound
+from sqltune.errors import CheckpointDamaged, CheckpointNotFound, RunFolderBusy
+
+log = logging.getLogger(__name__)
 
 SUMMARY = "summary.json"
 METRICS = "metrics.jsonl"
@@ -42,6 +60,8 @@ PREDICTIONS = "predictions"
 COMPLETIONS = "completions"
 STUDY_DB = "study.db"
 STORAGE_INDEX = "checkpoint-storages.json"
+LOCK = ".sqltune.lock"
+STORED_METADATA = "metadata.json"  # what the Core API writes beside a stored checkpoint-N/
 MAX_INDEXED = 200  # storages remembered, newest first
 
 
@@ -61,6 +81,9 @@ class Results(Protocol):
     def stamp_checkpoint(self, checkpoint: Path) -> None:
         """A checkpoint folder about to be stored: add what is needed to load it."""
 
+    def seal_checkpoint(self, checkpoint: Path, files: dict[str, dict[str, Any]]) -> None:
+        """Then write its manifest of `files` (manifest.entries, every node's), the last file."""
+
     def record_checkpoint(self, storage_id: str, step: int, name: str) -> None:
         """A checkpoint stored under `storage_id`: the one the next run resumes from."""
 
@@ -71,6 +94,30 @@ class RunFolder:
 
     path: Path
     hparams: dict[str, Any] | None = None  # copied into each checkpoint as sqltune_config.yaml
+    run_id: str | None = None  # names this run's checkpoints in storage, across resumes; new after --fresh
+
+    @contextlib.contextmanager
+    def owned(self) -> Iterator[None]:
+        """Hold the run folder for this process: an advisory lock (flock) that the kernel drops
+        when the process ends, however it ends, so a kill -9 leaves no stale lock.
+
+        Raises:
+            RunFolderBusy: another live process holds it; the message names that process.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunFolderBusy(f"training_args.output_dir {self.path} is in use by {_holder(fd)}: wait for it "
+                                    "to end or stop it, or give this run another output_dir") from None
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps({"pid": os.getpid(), "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                                     "command": _command()}).encode())
+            yield
+        finally:
+            os.close(fd)  # releases the lock; the file stays (removing it would race a new owner)
 
     def clear(self) -> None:
         """Forget an earlier run here (`train --fresh`): its metrics, summary and checkpoint pointer."""
@@ -103,18 +150,60 @@ class RunFolder:
         if self.hparams is not None:
             write_config_copy(checkpoint, self.hparams)
 
+    def seal_checkpoint(self, checkpoint: Path, files: dict[str, dict[str, Any]]) -> None:
+        manifest.write(checkpoint, files, write_atomic)
+
     def record_checkpoint(self, storage_id: str, step: int, name: str) -> None:
-        pointer = {"storage_id": storage_id, "steps_completed": step, "checkpoint": name}
-        (self.path / LATEST).write_text(json.dumps(pointer))
+        pointer = {"storage_id": storage_id, "steps_completed": step, "checkpoint": name, "run_id": self.run_id}
+        write_atomic(self.path / LATEST, json.dumps(pointer))
+
+    def pointer(self) -> dict[str, Any] | None:
+        """The checkpoint pointer; None when there is none.
+
+        Raises:
+            ValueError: it is there but unreadable (torn by a crash or a bad disk).
+        """
+        path = self.path / LATEST
+        if not path.exists():
+            return None
+        try:
+            pointer = json.loads(path.read_text())
+            if isinstance(pointer, dict) and isinstance(pointer.get("storage_id"), str):
+                return pointer
+        except (OSError, ValueError):
+            pass
+        raise ValueError(f"{path} is unreadable")
 
     def latest_checkpoint(self) -> str | None:
-        pointer = self.path / LATEST
-        return json.loads(pointer.read_text())["storage_id"] if pointer.exists() else None
+        """The pointer's storage ID; None when there is none or it is torn."""
+        try:
+            return (self.pointer() or {}).get("storage_id")
+        except ValueError:
+            return None
+
+    def resume_candidates(self, storage: Path) -> list[str]:
+        """The checkpoints to resume from, best first: the pointer's, then this run's other stored
+        checkpoints, newest first (the caller takes the first complete one). Sets `run_id`: the
+        pointer's, or with a torn pointer that of the newest checkpoint stored from this folder;
+        a new one when the folder has no checkpoint yet."""
+        stored = stored_checkpoints(storage, self.path)
+        try:
+            pointer = self.pointer()
+        except ValueError as e:
+            log.warning("%s: %s", e, f"taking the newest complete checkpoint in {storage}" if stored
+                        else f"and {storage} holds no checkpoint of this run folder: starting from scratch")
+            pointer = {"run_id": stored[0].get("run_id")} if stored else None
+        if pointer is None:
+            self.run_id = uuid.uuid4().hex
+            return []
+        self.run_id = pointer.get("run_id")
+        first = [pointer["storage_id"]] if "storage_id" in pointer else []
+        return first + [s["storage_id"] for s in stored if s.get("run_id") == self.run_id and s["storage_id"] not in first]
 
     # -- summary ------------------------------------------------------------------------------
 
     def write_summary(self, summary: dict[str, Any]) -> None:
-        (self.path / SUMMARY).write_text(json.dumps(summary, indent=1, default=str))
+        write_atomic(self.path / SUMMARY, json.dumps(summary, indent=1, default=str))
 
     def read_summary(self) -> dict[str, Any]:
         """The summary; raises OSError or ValueError (incl. JSON errors) when missing or torn."""
@@ -137,8 +226,41 @@ class RunFolder:
         """An evaluation's per-row generated SQL, scored (`prefix` is the Trainer's, e.g. eval)."""
         path = self.path / PREDICTIONS / f"{prefix}-step-{step}.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "w") as f:
-            f.writelines(json.dumps(row) + "\n" for row in rows)
+        write_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
+
+
+def _command() -> str:
+    """This process's command line as the user typed it (`sqltune train ...`, not `.../__main__.py train ...`)."""
+    head = "sqltune" if sys.argv and sys.argv[0].endswith(("__main__.py", "sqltune")) else sys.argv[0] if sys.argv else "python"
+    return " ".join([head, *sys.argv[1:]])[:500]
+
+
+def _holder(fd: int) -> str:
+    """Who holds a run folder's lock, from what it wrote into the lock file."""
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0))
+        return f"process {holder['pid']} (`{holder['command']}`, since {holder['started']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """`path` holds `text` whole, or keeps what it held: a temporary file in the same folder,
+    flushed and fsynced, renamed over `path`, and the folder fsynced so the rename itself lasts."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def is_number(v: Any) -> bool:
@@ -190,9 +312,23 @@ def remember_storage(storage: Path) -> None:
     kept = [storage] + [p for p in known_storages() if p != storage and p.exists()]
     index = _index_path()
     index.parent.mkdir(parents=True, exist_ok=True)
-    tmp = index.with_name(f".{index.name}.{os.getpid()}")
-    tmp.write_text(json.dumps([str(p) for p in kept[:MAX_INDEXED]], indent=0))
-    os.replace(tmp, index)
+    write_atomic(index, json.dumps([str(p) for p in kept[:MAX_INDEXED]], indent=0))
+
+
+def stored_checkpoints(storage: Path, run_path: Path) -> list[dict[str, Any]]:
+    """The checkpoints stored in `storage` from the run folder `run_path`, newest first, each as its
+    Core API metadata (storage_id, steps_completed, run_id, stored_at) read from `metadata.json`.
+    Entries without our metadata (other runs sharing a storage, stores cut short) are left out."""
+    found = []
+    own = str(run_path.resolve())
+    for meta in storage.glob(f"*/{STORED_METADATA}") if storage.is_dir() else []:
+        try:
+            data = json.loads(meta.read_text())
+            if data.get("run_folder") == own:
+                found.append({**data, "storage_id": meta.parent.name})
+        except (OSError, ValueError, AttributeError):
+            continue
+    return sorted(found, key=lambda d: (d.get("stored_at") or 0, d.get("steps_completed") or 0), reverse=True)
 
 
 def find_checkpoint(ref: str, search_root: Path = Path(".")) -> Path | None:
@@ -201,7 +337,15 @@ def find_checkpoint(ref: str, search_root: Path = Path(".")) -> Path | None:
     this machine has no such thing."""
     path = Path(ref).expanduser()
     if (path / LATEST).is_file():
-        return find_checkpoint(RunFolder(path).latest_checkpoint() or "", path)
+        run = RunFolder(path)
+        if run.latest_checkpoint() is not None:  # the pointer's, damaged or not (checked by the caller)
+            return find_checkpoint(run.latest_checkpoint(), path)
+        for storage_id in run.resume_candidates(path / "checkpoints"):  # a torn pointer: the newest complete
+            found = find_checkpoint(storage_id, path)
+            inner = hf_checkpoint(found) if found else None
+            if inner is not None and manifest.problem(inner) is None:
+                return found
+        return None
     if path.exists():
         return path
     if "/" in ref or not ref:
@@ -229,6 +373,8 @@ def checkpoint_folder(ref: str, field: str, download: Callable[[str], Path] | No
     inner = hf_checkpoint(folder)
     if inner is None:
         raise CheckpointNotFound(f"{field}: {folder} holds no checkpoint-N folder")
+    if damage := manifest.problem(inner):
+        raise CheckpointDamaged(f"{field}: checkpoint {ref} is incomplete or damaged: {damage}")
     return inner
 
 
@@ -269,4 +415,4 @@ def checkpoint_hparams(checkpoint: Path) -> Hyperparameters:
 
 
 def write_config_copy(checkpoint: Path, hparams: dict[str, Any]) -> None:
-    (checkpoint / CONFIG_COPY).write_text(yaml.safe_dump(hparams, sort_keys=False))
+    write_atomic(checkpoint / CONFIG_COPY, yaml.safe_dump(hparams, sort_keys=False))

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import logging
 import os
 import resource
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterator, Protocol
@@ -24,9 +26,10 @@ from typing import Any, Iterator, Protocol
 import torch
 import transformers
 
-from sqltune import config, core_api, prune, rundir
+from sqltune import config, core_api, manifest, prune, rundir
 from sqltune.data import examples
 from sqltune.data import splits as data_splits
+from sqltune.errors import CheckpointDamaged, CheckpointNotFound, CheckpointStoreFailed
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +64,13 @@ def run(exp: config.Experiment, trial: core_api.Trial, recipe: Recipe, *, fresh:
     started = time.time()
     out_dir = Path(exp.hparams.training_args["output_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    run_folder = rundir.RunFolder(out_dir, hparams=recipe.checkpoint_hparams())
+    run_folder = rundir.RunFolder(out_dir, hparams=recipe.checkpoint_hparams(), run_id=trial.run_id)
 
     with core_session(exp, trial, run_folder, fresh) as (core, storage):
         args = recipe.arguments()
         start_deepspeed_comm(args)
         core_api.check_searcher(trial.searcher, args)
-        callback = core_api.CoreCallback(core, trial=trial, results=run_folder)
+        callback = core_api.CoreCallback(core, trial=trial, results=run_folder, storage=storage, run_folder=out_dir)
         built = recipe.build(args, trial, run_folder, [callback, *callbacks])
         if exp.hparams.eval.at_start and built.evaluates and trial.latest_checkpoint is None:
             built.trainer.add_callback(EvaluateAtStart(built.trainer))
@@ -136,10 +139,11 @@ def core_session(exp: config.Experiment, trial: core_api.Trial, run_folder: rund
     `fresh` forgets the run folder's earlier run; TensorBoard writes where Determined looks."""
     dist = core_api.distributed_context(use_deepspeed=bool(exp.hparams.training_args.get("deepspeed")))
     storage = None if trial.on_cluster else rundir.storage_dir(exp.raw.get("checkpoint_storage"), run_folder.path)
-    with core_api.init(dist, storage) as core:
+    with core_api.init(dist, storage) as core, contextlib.ExitStack() as owner:
         if tb := core_api.tensorboard_dir(core):
             os.environ.setdefault("TENSORBOARD_LOGGING_DIR", tb)
         if core.distributed.rank == 0:
+            owner.enter_context(run_folder.owned())  # one writer per run folder, for the whole run
             if fresh:
                 run_folder.clear()
             if storage is not None:
@@ -148,13 +152,79 @@ def core_session(exp: config.Experiment, trial: core_api.Trial, run_folder: rund
 
 
 def fit(trainer: transformers.Trainer, core: Any, trial: core_api.Trial) -> Any:
-    """`trainer.train()`, from the trial's latest checkpoint when it has one (restored through the
-    Core API and passed explicitly: the Trainer ignores a callback's resume path)."""
-    if trial.latest_checkpoint is None:
+    """`trainer.train()`, from the trial's newest complete checkpoint when it has one (restored
+    through the Core API and passed explicitly: the Trainer ignores a callback's resume path).
+    The checkpoint is checked against its manifest first; a damaged or cut one is skipped for
+    the next older one of the run, with one warning line saying what was wrong and what is used."""
+    with stored_checkpoint_errors(trainer, trial):
+        skipped: list[str] = []
+        for storage_id in ([trial.latest_checkpoint] if trial.latest_checkpoint else []) + trial.fallbacks:
+            with contextlib.ExitStack() as stack:
+                try:
+                    ckpt = stack.enter_context(core_api.restore(core, storage_id))
+                    problem = core_api.damage(core, ckpt)
+                except CheckpointNotFound as e:
+                    ckpt, problem = None, str(e)
+                if problem is None:
+                    if skipped:
+                        log.warning("checkpoint %s: resuming from checkpoint %s (%s) instead", "; ".join(skipped),
+                                    storage_id, ckpt.name)
+                    else:
+                        log.info("resuming from checkpoint %s (%s)", storage_id, ckpt.name)
+                    return trainer.train(resume_from_checkpoint=str(ckpt))
+                if trial.on_cluster:  # the master names the checkpoint; it alone may pick another
+                    raise CheckpointDamaged(f"checkpoint {storage_id}, which the master handed over to resume "
+                                            f"from, is incomplete or damaged: {problem}")
+                skipped.append(f"{storage_id} is incomplete or damaged: {problem}")
+        if skipped:
+            log.warning("checkpoint %s; no complete checkpoint of this run is left: starting from scratch",
+                        "; ".join(skipped))
         return trainer.train()
-    with core_api.restore(core, trial.latest_checkpoint) as ckpt:
-        log.info("resuming from checkpoint %s (%s)", trial.latest_checkpoint, ckpt.name)
-        return trainer.train(resume_from_checkpoint=str(ckpt))
+
+
+@contextlib.contextmanager
+def stored_checkpoint_errors(trainer: transformers.Trainer, trial: core_api.Trial) -> Iterator[None]:
+    """The Trainer's own save of `checkpoint-N/` failing for lack of space (or quota, or a file
+    size limit) ends in one line, and the unsealed local folder it left is removed; a failed
+    store through the Core API is CoreCallback's (it raises CheckpointStoreFailed already)."""
+    try:
+        yield
+    except CheckpointStoreFailed:
+        raise
+    except Exception as e:
+        out = Path(trainer.args.output_dir)
+        reason = disk_error(e, out)
+        if reason is None:
+            raise
+        left = [p for p in out.glob("checkpoint-*") if p.is_dir() and manifest.problem(p)]
+        written = sum(f.stat().st_size for p in left for f in p.rglob("*") if f.is_file())
+        for p in left:
+            shutil.rmtree(p, ignore_errors=True)
+        last = trial.latest_checkpoint
+        raise CheckpointStoreFailed(
+            f"saving a checkpoint in {out} failed: {reason}; it needs more than the {written / 2**20:,.1f} MiB written "
+            f"before it failed (removed again: {shutil.disk_usage(out).free / 2**20:,.1f} MiB are free there now); the next "
+            + (f"run resumes from the last stored checkpoint ({last})" if last else "run starts from scratch")
+        ) from None
+
+
+DISK_FULL_TEXTS = ("No space left", "Disk quota exceeded", "File too large", "file write failed",
+                   "iostream error", "unexpected pos")  # the last three: torch.save's zip writer on ENOSPC
+
+
+def disk_error(error: BaseException, folder: Path) -> str | None:
+    """The reason, when `error` (or what caused it) is a write failing for lack of space, quota or
+    file size: an OSError saying so, or torch's zip writer (which drops the errno) failing on a
+    disk with less than 1 MiB left."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            return seen.strerror
+        if any(s in str(seen) for s in DISK_FULL_TEXTS):
+            free = shutil.disk_usage(folder).free if folder.exists() else 0
+            return "no space left on device" if free < 2**20 else str(seen).splitlines()[0][:200]
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def peak_rss_gib() -> float:
