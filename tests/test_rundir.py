@@ -99,7 +99,7 @@ def test_a_torn_index_counts_as_empty(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_the_file_names_have_one_owner() -> None:
     """Each run-folder file name is spelled in rundir.py and nowhere else in the package."""
-    names = (rundir.SUMMARY, rundir.METRICS, rundir.LATEST, rundir.CONFIG_COPY)
+    names = (rundir.SUMMARY, rundir.METRICS, rundir.LATEST, rundir.CONFIG_COPY, rundir.LOCK)
     elsewhere = {str(p.relative_to(REPO)): [n for n in names if n in p.read_text()]
                  for p in (REPO / "src" / "sqltune").rglob("*.py") if p.name != "rundir.py"}
     assert {path: found for path, found in elsewhere.items() if found} == {}

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from sqltune import prompts
 from sqltune.config import FormatSettings
 from sqltune.data import schema
-from sqltune.sql import compact, ddl
+from sqltune.sql import compact, ddl, engine
 from sqltune.sql.ddl import Statement
 
 log = logging.getLogger(__name__)
@@ -244,7 +244,7 @@ def prepare(rows: list[dict[str, Any]], tokenizer: Any, cfg: FormatSettings, *, 
         rows = [compact.compact_row(row) for row in rows]
     if cfg.sample_rows:
         rows = [{**row, "input": schema.add_sample_rows(row["input"], row["db_path"], cfg.sample_rows)}
-                if row.get("db_path") else row for row in rows]
+                if row.get("db_path") and engine.kind(row["db_path"]) == "sqlite" else row for row in rows]
     if not cfg.prune_schema:
         return rows, None
     return fit_rows(rows, tokenizer, cfg.system_prompt, cfg.max_length, use_gold=use_gold, name=name, layout=cfg.layout)

@@ -34,6 +34,9 @@ class DataSettings(Strict):
                            "schemas); question | query: a text2sql-data set's own question or query split")
     fold: int = Field(0, ge=0, le=9, description="text2sql-data's 10-fold sets (academic, imdb, restaurants, yelp): "
                                                  "this fold is test, the next valid, the other eight train")
+    database: str | None = Field(None, description="the database of every row that names none in its db_path: a "
+                                                  "SQLite file, a PostgreSQL URL or DSN (postgresql://reader@host/db; "
+                                                  "password from PGPASSWORD or ~/.pgpass), or a DuckDB file (x.duckdb)")
     evidence: bool = Field(True, description="bird: add each question's evidence hint to the prompt")
     subset: Literal["easy", "medium", "hard", "all"] = "easy"
     max_rows: PositiveInt = Field(10_000, description="first N rows of the bucket, in source order (per split)")

@@ -229,6 +229,8 @@ def _mixed_parts(cfg: DataSettings, cache_dir: Path
     specs = source_specs(cfg)
     for spec in specs:
         given, rows, bad = _own_splits(cfg, spec.source, cache_dir)
+        rows = on_database(rows, cfg.database)
+        given = given and {k: on_database(part, cfg.database) for k, part in given.items()}
         all_rows += rows
         skipped += bad
         cap = spec.max_rows or cfg.max_rows
@@ -258,6 +260,11 @@ def _mixed_parts(cfg: DataSettings, cache_dir: Path
     return out, all_rows, skipped
 
 
+def on_database(rows: list[dict[str, Any]], database: str | None) -> list[dict[str, Any]]:
+    """Rows that name no database of their own run on `database` (data.database), if set."""
+    return [r if r.get("db_path") or not database else {**r, "db_path": database} for r in rows]
+
+
 def _dataset(rows: list[dict[str, Any]]) -> datasets.Dataset:
     """A Dataset of rows that may differ in their extra keys (sources mixed): every key, None where
     a row lacks it (`from_list` would keep only the first row's keys)."""
@@ -268,6 +275,7 @@ def _dataset(rows: list[dict[str, Any]]) -> datasets.Dataset:
 def _build(cfg: DataSettings, cache_dir: Path, target: Path) -> None:
     if cfg.train is not None:
         parts, skipped = _given_files(cfg)
+        parts = {k: on_database(part, cfg.database) for k, part in parts.items()}
         rows = [r for part in parts.values() for r in part]
         chosen_parts = _select_parts(parts, cfg.subset, cfg.max_rows)
     else:

@@ -2,6 +2,9 @@
 
     ddl.py           CREATE TABLE text -> statements (names, types, keys, references, offsets): the one reader
     execute.py       one query on a read-only SQLite connection, bounded in time, rows and memory
+    postgres.py      one query on a PostgreSQL database: checked, read-only transaction rolled back, role refused if too strong
+    duck.py          one query on a DuckDB file: read-only, no external access, configuration locked
+    engine.py        which engine a database reference names, the query check for servers, one query on any engine
     sandbox.py       the same in a worker process, killed at the deadline (untrusted SQL)
     match.py         SQL as text: sqlglot parsing, BLEU, our normalised exact match
     compact.py       the same SQL and schema in fewer tokens, for training targets (format.compact_sql)

@@ -10,6 +10,8 @@ The parent waits `timeout_s + GRACE_S` for the answer, then kills the worker and
 timeout; the next query starts a fresh one. The worker also runs under an
 address-space cap (`RLIMIT_AS`) and a CPU-time cap renewed before each query (`RLIMIT_CPU`), so a
 query that allocates wildly or spins dies alone. Every guard of `execute` still applies inside.
+The same worker serves every engine (engine.py: SQLite, PostgreSQL, DuckDB); for PostgreSQL, the
+backend of a worker killed at the deadline is ended too (a killed client does not stop it).
 
 Why a hand-written pipe instead of `multiprocessing.Pool` / `concurrent.futures`: neither can kill
 one worker at a deadline and go on (a `ProcessPoolExecutor` breaks as a whole when a worker dies),
@@ -30,8 +32,9 @@ import sys
 import threading
 from pathlib import Path
 
+from sqltune.sql import engine
+from sqltune.sql.engine import execute_here
 from sqltune.sql.execute import ExecResult
-from sqltune.sql.execute import execute as execute_here
 
 GRACE_S = 0.25  # beyond the query's own deadline: fetching, pickling, the pipe
 MEMORY_BYTES = 2 * 2**30  # RLIMIT_AS of a worker: SQLite's own caps keep honest queries far below
@@ -112,11 +115,20 @@ class Pool:
         self._pid = os.getpid()
 
     def execute(self, db_path: str | Path, sql: str, *, timeout_s: float = 1.0, max_rows: int = 10_000) -> ExecResult:
+        if engine.kind(db_path) == "postgres":
+            from sqltune.sql import postgres
+
+            if problem := postgres.preflight(str(db_path)):  # a refused role never reaches the worker
+                return ExecResult(error=problem)
         with self._lock:
             if self._worker is None or self._worker.proc.poll() is not None:
                 self._worker = Worker()
             result = self._worker.run(str(db_path), sql, timeout_s, max_rows)
             if result is None:
+                if engine.kind(db_path) == "postgres":
+                    from sqltune.sql import postgres
+
+                    postgres.terminate_workers_backend(str(db_path), self._worker.proc.pid)
                 self._worker = None
                 return ExecResult(error=f"TimeoutError: query ran past {timeout_s:g} s (its worker was stopped)")
             return result

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import sacrebleu
 
 from sqltune.data.rows import BUCKETS, golds as row_golds
-from sqltune.sql import fuzz, official, spider_parse
+from sqltune.sql import engine, fuzz, official, spider_parse
 from sqltune.sql.execute import clean_sql
 from sqltune.sql.hardness import HARDNESS, hardness
 from sqltune.sql.match import bleu, exact_match, parse_query
@@ -59,7 +59,7 @@ def _any_gold(golds: list[str], judge: Callable[[str], bool]) -> bool | None:
 
 def _schema(row: dict[str, Any]) -> spider_parse.SpiderSchema | None:
     try:
-        if row.get("db_path"):
+        if row.get("db_path") and engine.kind(row["db_path"]) == "sqlite":
             return spider_parse.schema_from_db(row["db_path"])
         return spider_parse.schema_from_ddl(row["input"]) if row.get("input") else None
     except (ValueError, OSError):

@@ -1,0 +1,264 @@
+"""Untrusted SQL on PostgreSQL and DuckDB keeps the SQLite sandbox's promises, on real engines:
+a PostgreSQL 15 cluster started here (Unix socket only, as the unprivileged `postgres` user when
+the tests run as root) and DuckDB files. Each hostile query ends as a miss within its deadline
+plus 0.5 s, the database unchanged, no file created, no backend left running."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import psycopg
+import pytest
+
+from sqltune.sql import engine, postgres, sandbox
+from sqltune.sql.scoring import score_one
+
+PG_BIN = Path(os.environ.get("SQLTUNE_PG_BIN", "/usr/local/bin"))
+TIMEOUT = 1.0
+SINGERS = [(i, f"singer {i}", ["France", "Japan", "Peru"][i % 3], 20 + 3 * i) for i in range(1, 13)]
+TABLE = "CREATE TABLE singer (id INTEGER PRIMARY KEY, name TEXT, country TEXT, age INTEGER)"
+
+
+def _as_postgres(command: list[str]) -> subprocess.CompletedProcess:
+    """initdb refuses root: as root (CI), run the server's tools as the `postgres` user."""
+    if os.geteuid() == 0:
+        command = ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(f"'{c}'" for c in command)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[dict[str, str]]:
+    """A PostgreSQL cluster in a temporary folder, a `shop` database with `singer`, a read-only
+    role `reader` (SELECT, and SET temp_file_limit) and a role `writer` that may INSERT."""
+    missing = [b for b in ("initdb", "pg_ctl") if not (PG_BIN / b).exists()]
+    if missing:
+        pytest.fail(f"PostgreSQL server binaries not found in {PG_BIN} ({', '.join(missing)}): install PostgreSQL 15 "
+                    "(e.g. apt install postgresql-15) and set SQLTUNE_PG_BIN to its bin folder "
+                    "(/usr/lib/postgresql/15/bin)")
+    root = Path(tempfile.mkdtemp(prefix="sqltune-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    data = root / "data"
+    done = _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"])
+    assert done.returncode == 0, done.stderr
+    options = f"-c listen_addresses= -c unix_socket_directories={root} -c fsync=off"
+    done = _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"])
+    assert done.returncode == 0, done.stderr + (root / "log").read_text()
+    admin = f"postgresql:///postgres?host={root}&user=postgres"
+    try:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute("CREATE DATABASE shop")
+            conn.execute("CREATE ROLE reader LOGIN")
+            conn.execute("CREATE ROLE writer LOGIN")
+        shop = f"postgresql:///shop?host={root}&user=postgres"
+        with psycopg.connect(shop, autocommit=True) as conn:
+            conn.execute(TABLE)
+            with conn.cursor() as cur:
+                cur.executemany("INSERT INTO singer VALUES (%s, %s, %s, %s)", SINGERS)
+            conn.execute("GRANT SELECT ON singer TO reader, writer")
+            conn.execute("GRANT INSERT ON singer TO writer")
+            conn.execute("GRANT SET ON PARAMETER temp_file_limit TO reader")
+        yield {"root": str(root), "admin": shop, "reader": f"postgresql:///shop?host={root}&user=reader",
+               "writer": f"postgresql:///shop?host={root}&user=writer"}
+    finally:
+        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"])
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The same table as a SQLite file and a DuckDB file."""
+    folder = tmp_path_factory.mktemp("engines")
+    lite = sqlite3.connect(folder / "shop.sqlite")
+    lite.execute(TABLE)
+    lite.executemany("INSERT INTO singer VALUES (?, ?, ?, ?)", SINGERS)
+    lite.commit()
+    lite.close()
+    duck = duckdb.connect(str(folder / "shop.duckdb"))
+    duck.execute(TABLE)
+    duck.executemany("INSERT INTO singer VALUES (?, ?, ?, ?)", SINGERS)
+    duck.close()
+    return {"sqlite": folder / "shop.sqlite", "duckdb": folder / "shop.duckdb"}
+
+
+def test_a_reference_names_its_engine_and_never_shows_a_password() -> None:
+    assert engine.kind("runs/x.sqlite") == engine.kind("/data/db.db") == "sqlite"
+    assert engine.kind("postgresql://reader@localhost/spider") == engine.kind("postgres://h/db") == "postgres"
+    assert engine.kind("dbname=spider user=reader host=/run/pg") == "postgres"
+    assert engine.kind("warehouse.duckdb") == engine.kind("duckdb:/data/x.db") == "duckdb"
+    assert engine.display("postgresql://reader:s3cret@db.example/spider") == "postgresql://reader:***@db.example/spider"
+    assert engine.display("postgresql:///spider?user=r&password=s3cret&host=/x") == "postgresql:///spider?user=r&password=***&host=/x"
+    assert engine.display("dbname=spider password='s3 cret' user=r") == "dbname=spider password=*** user=r"
+
+
+SAME = [
+    "SELECT name FROM singer WHERE age > 40 ORDER BY id",
+    "SELECT country, COUNT(*), MAX(age) FROM singer GROUP BY country ORDER BY country",
+    "SELECT name FROM singer WHERE country = 'Peru' AND age BETWEEN 20 AND 50 ORDER BY name",
+    "SELECT AVG(age) FROM singer",
+    "WITH old AS (SELECT * FROM singer WHERE age > 30) SELECT COUNT(*) FROM old",
+    "SELECT a.name, b.name FROM singer a JOIN singer b ON a.age + 3 = b.age WHERE a.id < 4 ORDER BY a.id",
+    "VALUES (1, 'x')",
+]
+
+
+@pytest.mark.parametrize("sql", SAME)
+def test_the_same_query_returns_the_same_rows_on_every_engine(sql: str, pg: dict, files: dict) -> None:
+    runs = {name: sandbox.execute(db, sql, timeout_s=TIMEOUT) for name, db in
+            (("sqlite", files["sqlite"]), ("postgres", pg["reader"]), ("duckdb", files["duckdb"]))}
+    assert all(r.ok for r in runs.values()), {k: r.error for k, r in runs.items()}
+    rows = {k: [tuple(float(v) if isinstance(v, (int, float)) or hasattr(v, "as_integer_ratio") else v for v in row)
+                for row in r.rows] for k, r in runs.items()}
+    assert rows["sqlite"] == rows["postgres"] == rows["duckdb"], rows
+
+
+def _pg_state(pg: dict) -> tuple:
+    with psycopg.connect(pg["admin"], autocommit=True) as conn:
+        digest = conn.execute("SELECT md5(string_agg(s::text, ',' ORDER BY id)) FROM singer s").fetchone()[0]
+        tables = conn.execute("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables "
+                              "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')").fetchone()[0]
+        roles = conn.execute("SELECT string_agg(rolname || rolsuper::text, ',' ORDER BY rolname) FROM pg_roles").fetchone()[0]
+        settings = conn.execute("SELECT count(*) FROM pg_file_settings").fetchone()[0]
+        objects = conn.execute("SELECT count(*) FROM pg_largeobject_metadata").fetchone()[0]
+    return digest, tables, roles, settings, objects
+
+
+def _running_backends(pg: dict) -> list:
+    """Sessions of the sandbox still running a query (not idle), after up to 5 s to end (a backend
+    inside one long C call, a 1 GB repeat(), sees its termination only when the call returns)."""
+    for _ in range(100):
+        with psycopg.connect(pg["admin"], autocommit=True) as conn:
+            busy = conn.execute("SELECT pid, state, query FROM pg_stat_activity WHERE application_name LIKE %s "
+                                "AND state <> 'idle'", (postgres.APP_PREFIX + "%",)).fetchall()
+        if not busy:
+            return []
+        time.sleep(0.05)
+    return busy
+
+
+POSTGRES_HOSTILE = [
+    "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",
+    "SELECT count(*) FROM generate_series(1, 1000000000000)",
+    "SELECT * FROM generate_series(1, 1000000000000)",
+    "SELECT pg_sleep(30)",
+    "SELECT count(*) FROM singer a, singer b, singer c, singer d, singer e, singer f, singer g, singer h",
+    "SELECT repeat('x', 1000000000)",
+    "SELECT length(repeat(repeat('x', 100000000), 10))",
+    "COPY singer TO PROGRAM 'touch {marker}'",
+    "DO $$ BEGIN EXECUTE 'DROP TABLE singer'; END $$",
+    "CREATE TABLE stolen AS SELECT * FROM singer",
+    "DROP TABLE singer",
+    "DELETE FROM singer",
+    "INSERT INTO singer VALUES (99, 'x', 'y', 1)",
+    "SET ROLE postgres",
+    "ALTER SYSTEM SET work_mem = '1GB'",
+    "SELECT pg_read_file('/etc/passwd')",
+    "SELECT pg_ls_dir('/')",
+    "SELECT lo_import('/etc/passwd')",
+    "SELECT * FROM dblink('host=/tmp dbname=shop', 'DELETE FROM singer') AS t(a int)",
+    "WITH gone AS (DELETE FROM singer RETURNING *) SELECT count(*) FROM gone",
+    "SELECT * INTO stolen FROM singer",
+    "SELECT * FROM singer FOR UPDATE",
+    "SELECT 1; DROP TABLE singer",
+    "SELECT set_config('default_transaction_read_only', 'off', false)",
+    "SELECT query_to_xml('DELETE FROM singer', true, true, '')",
+    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
+    "BEGIN; DELETE FROM singer; COMMIT",
+    "SELECT nextval('nosuch')",
+]
+
+
+def test_hostile_queries_on_postgres_are_quick_misses_that_change_nothing(pg: dict, tmp_path: Path) -> None:
+    marker = tmp_path / "touched"
+    os.chmod(tmp_path, 0o777)  # so that a COPY TO PROGRAM run by the server could create it, were it allowed
+    before = _pg_state(pg)
+    for template in POSTGRES_HOSTILE:
+        sql = template.format(marker=marker)
+        started = time.monotonic()
+        run = sandbox.execute(pg["reader"], sql, timeout_s=TIMEOUT)
+        took = time.monotonic() - started
+        assert not run.ok, (sql, run.rows[:3])
+        assert took <= TIMEOUT + 0.5, (sql, took, run.error)
+        assert _pg_state(pg) == before, sql
+        assert not marker.exists(), sql
+        assert _running_backends(pg) == [], sql
+    assert sandbox.execute(pg["reader"], "SELECT count(*) FROM singer").rows == [(12,)]  # still healthy
+
+
+def test_a_superuser_is_refused_and_a_role_that_may_write_is_warned_about(pg: dict, caplog) -> None:
+    run = sandbox.execute(pg["admin"], "SELECT 1")
+    assert run.error.startswith("RoleRefused: role postgres on ") and "is a superuser" in run.error, run.error
+    with caplog.at_level(logging.WARNING, logger="sqltune.sql.postgres"):
+        run = sandbox.execute(pg["writer"], "SELECT count(*) FROM singer")
+    assert run.rows == [(12,)]
+    assert "role writer may write 1 table privilege(s)" in caplog.text
+    assert "temp_file_limit is unlimited for this role" in caplog.text  # writer was not granted SET on it
+    assert sandbox.execute(pg["writer"], "INSERT INTO singer VALUES (99, 'x', 'y', 1)").error.startswith("ValueError")
+    assert _pg_state(pg)[0] == _pg_state(pg)[0]
+
+
+DUCKDB_HOSTILE = [
+    "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r",
+    "SELECT count(*) FROM range(1000000000000)",
+    "SELECT * FROM range(1000000000000)",
+    "SELECT count(*) FROM singer a, singer b, range(100000000000) c",
+    "SELECT repeat('x', 1000000000)",
+    "SELECT * FROM read_csv('/etc/passwd')",
+    "SELECT * FROM '/etc/passwd'",
+    "SELECT * FROM read_text('/etc/passwd')",
+    "SELECT * FROM glob('/etc/*')",
+    "SELECT getenv('HOME')",
+    "SELECT * FROM query('DROP TABLE singer')",
+    "COPY singer TO '{marker}'",
+    "COPY (SELECT * FROM singer) TO '{marker}' (FORMAT csv)",
+    "ATTACH '{marker}' AS other",
+    "INSTALL httpfs",
+    "LOAD httpfs",
+    "SET enable_external_access = true",
+    "SET threads = 64",
+    "PRAGMA enable_profiling",
+    "CREATE TABLE stolen AS SELECT * FROM singer",
+    "DROP TABLE singer",
+    "DELETE FROM singer",
+    "WITH gone AS (DELETE FROM singer RETURNING *) SELECT count(*) FROM gone",
+    "SELECT 1; DROP TABLE singer",
+    "EXPORT DATABASE '{marker}'",
+]
+
+
+def test_hostile_queries_on_duckdb_are_quick_misses_that_change_nothing(files: dict, tmp_path: Path) -> None:
+    db = files["duckdb"]
+    marker = tmp_path / "written"
+    before = hashlib.sha256(db.read_bytes()).hexdigest(), sorted(os.listdir(db.parent))
+    for template in DUCKDB_HOSTILE:
+        sql = template.format(marker=marker)
+        started = time.monotonic()
+        run = sandbox.execute(db, sql, timeout_s=TIMEOUT)
+        took = time.monotonic() - started
+        assert not run.ok, (sql, run.rows[:3])
+        assert took <= TIMEOUT + 0.5, (sql, took, run.error)
+        assert (hashlib.sha256(db.read_bytes()).hexdigest(), sorted(os.listdir(db.parent))) == before, sql
+        assert not marker.exists() and not list(tmp_path.iterdir()), sql
+    assert sandbox.execute(db, "SELECT count(*) FROM singer").rows == [(12,)]
+
+
+def test_a_row_on_postgres_or_duckdb_is_scored_by_execution(pg: dict, files: dict) -> None:
+    for db in (pg["reader"], str(files["duckdb"])):
+        row = {"instruction": "Names of singers older than 50.", "input": TABLE,
+               "response": "SELECT name FROM singer WHERE age > 50", "db_path": db}
+        right = score_one({**row, "prediction": "SELECT name FROM singer WHERE 50 < age"})
+        wrong = score_one({**row, "prediction": "SELECT name FROM singer WHERE age >= 50"})
+        broken = score_one({**row, "prediction": "SELECT nme FROM singer"})
+        assert (right["executed"], right["executed_bird"], right["valid"]) == (True, True, True), (db, right)
+        assert (wrong["executed"], wrong["valid"]) == (False, True), (db, wrong)
+        assert broken["valid"] is False and "nme" in broken["error"], (db, broken)
