@@ -262,3 +262,45 @@ def test_a_row_on_postgres_or_duckdb_is_scored_by_execution(pg: dict, files: dic
         assert (right["executed"], right["executed_bird"], right["valid"]) == (True, True, True), (db, right)
         assert (wrong["executed"], wrong["valid"]) == (False, True), (db, wrong)
         assert broken["valid"] is False and "nme" in broken["error"], (db, broken)
+
+
+SQLITE_GOLDS = {
+    "Ages or zero.": "SELECT ifnull(age, 0) FROM singer ORDER BY id",
+    "Names joined per country.": "SELECT country, group_concat(name, '|') FROM (SELECT * FROM singer ORDER BY id) AS s "
+                                 "GROUP BY country ORDER BY country",
+    "Name lengths.": "SELECT length(name), substr(name, 1, 3) FROM singer ORDER BY id",
+    "Second page.": "SELECT name FROM singer ORDER BY id LIMIT 3 OFFSET 3",
+    "Older than average.": "SELECT name FROM singer WHERE age > (SELECT avg(age) FROM singer) ORDER BY id",
+    "Upper names.": "SELECT upper(name) FROM singer WHERE name LIKE '%1%' ORDER BY id",
+}
+
+
+def test_gold_written_for_sqlite_is_transpiled_and_returns_the_same_rows(pg: dict, files: dict, tmp_path: Path) -> None:
+    """format.dialect: the corpus's SQLite gold, transpiled when the data loads, returns on
+    PostgreSQL and DuckDB what the original returns on SQLite; a gold sqlglot can't read is left
+    out, counted and named; the system prompt names the dialect."""
+    import json
+
+    from sqltune import config
+    from sqltune.data import splits
+
+    rows = [{"instruction": f"{q} #{k}", "input": TABLE, "response": sql} for q, sql in SQLITE_GOLDS.items() for k in (1, 2)]
+    rows.append({"instruction": "Broken gold.", "input": TABLE, "response": "SELECT name FROM singer WHERE"})
+    source = tmp_path / "rows.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for target, db in (("postgres", pg["reader"]), ("duckdb", str(files["duckdb"]))):
+        fmt = config.FormatSettings(dialect=target)
+        assert fmt.system_text().endswith({"postgres": " Write PostgreSQL SQL.", "duckdb": " Write DuckDB SQL."}[target])
+        data = config.DataSettings(source=str(source), subset="all", cache_dir=str(tmp_path / "cache"))
+        loaded = [r for split in splits.load_splits(data, fmt.dialect).values() for r in split]
+        assert sorted(r["instruction"] for r in loaded) == sorted(r["instruction"] for r in rows[:-1])  # the broken one out
+        [stats] = [json.loads(p.read_text()) for p in (tmp_path / "cache").glob(f"*-{target}/stats.json")]
+        assert stats["untranspiled"] == 1 and "row " in stats["untranspiled_examples"][0], stats
+        assert "ParseError: Required keyword: 'this' missing" in stats["untranspiled_examples"][0], stats
+        for row in loaded:
+            original = sandbox.execute(files["sqlite"], SQLITE_GOLDS[row["instruction"].rsplit(" #", 1)[0]])
+            moved = sandbox.execute(db, row["response"])
+            assert original.ok and moved.ok, (target, row["response"], moved.error)
+            assert [tuple(map(str, r)) for r in moved.rows] == [tuple(map(str, r)) for r in original.rows], (
+                target, row["response"])
+    assert config.FormatSettings().system_text() == config.FormatSettings().system_prompt  # sqlite: as before

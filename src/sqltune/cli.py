@@ -108,7 +108,7 @@ def _read_eval_rows(ref: str, hp: Any) -> tuple[str, list[dict[str, Any]]]:
     from sqltune.data import benchmarks, examples, rows as data_rows, splits as data_splits
 
     if ref in ("train", "valid", "test"):
-        rows = examples.splits_with_examples(data_splits.load_splits(hp.data), hp.format.examples)[ref]
+        rows = examples.splits_with_examples(data_splits.load_splits(hp.data, hp.format.dialect), hp.format.examples)[ref]
         if not rows:
             raise ConfigError([f"--data {ref}: this checkpoint's data has no {ref} split (try --data valid)"])
         return ref, rows
@@ -121,7 +121,7 @@ def _read_eval_rows(ref: str, hp: Any) -> tuple[str, list[dict[str, Any]]]:
             logging.getLogger("sqltune").warning("skipped %d unusable rows, e.g. %s", len(skipped), skipped[0])
         name = Path(ref).stem
     if hp.format.examples:  # solved examples from the checkpoint's own training split, as in training
-        rows = examples.attach(rows, list(data_splits.load_splits(hp.data)["train"]), hp.format.examples)
+        rows = examples.attach(rows, list(data_splits.load_splits(hp.data, hp.format.dialect)["train"]), hp.format.examples)
     return name, [{**r, "difficulty": r.get("difficulty") or data_rows.difficulty(r, open_ended=True)} for r in rows]
 
 
@@ -139,7 +139,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
                             use_gold=False, name=name)
     cfg = hp.eval.model_copy(update={k: v for k, v in (("batch_size", ns.batch_size), ("max_new_tokens", ns.max_new_tokens),
                                                         ("candidates", ns.candidates), ("pick", ns.pick)) if v})
-    result = evaluate.generate_and_score(net, tokenizer, rows, hp.format.system_prompt, cfg, layout=hp.format.layout)
+    result = evaluate.generate_and_score(net, tokenizer, rows, hp.format.system_text(), cfg, layout=hp.format.layout)
     out = Path(ns.output or f"predictions-{name}.jsonl")
     out.write_text("".join(json.dumps(r) + "\n" for r in result["rows"]))
     metrics = {f"eval_{k}": v for k, v in result["summary"].items()}
@@ -168,14 +168,14 @@ def cmd_predict(ns: argparse.Namespace) -> int:
     if hp.format.examples:  # solved examples from the checkpoint's own training split, as in training
         from sqltune.data import examples, splits as data_splits
 
-        [row] = examples.attach([row], list(data_splits.load_splits(hp.data)["train"]), hp.format.examples)
+        [row] = examples.attach([row], list(data_splits.load_splits(hp.data, hp.format.dialect)["train"]), hp.format.examples)
     if hp.format.compact_sql:  # the schema (and examples) as training saw them
         from sqltune.sql.compact import compact_row
 
         row = compact_row({**row, "response": ""})
     k = ns.candidates or hp.eval.candidates
     [found] = evaluate.generate_candidates(
-        net, tokenizer, [row], hp.format.system_prompt, layout=hp.format.layout,
+        net, tokenizer, [row], hp.format.system_text(), layout=hp.format.layout,
         max_new_tokens=ns.max_new_tokens or hp.eval.max_new_tokens,
         batch_size=1, candidates=k, decoding=hp.eval.decoding, temperature=hp.eval.temperature, progress=False)
     print(found[guided.pick(found, ns.db, ns.pick or hp.eval.pick, needs_rows=hp.eval.pick_needs_rows)])

@@ -247,4 +247,4 @@ def prepare(rows: list[dict[str, Any]], tokenizer: Any, cfg: FormatSettings, *, 
                 if row.get("db_path") and engine.kind(row["db_path"]) == "sqlite" else row for row in rows]
     if not cfg.prune_schema:
         return rows, None
-    return fit_rows(rows, tokenizer, cfg.system_prompt, cfg.max_length, use_gold=use_gold, name=name, layout=cfg.layout)
+    return fit_rows(rows, tokenizer, cfg.system_text(), cfg.max_length, use_gold=use_gold, name=name, layout=cfg.layout)

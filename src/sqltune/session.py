@@ -84,7 +84,7 @@ def prepared_rows(hp: config.Hyperparameters, tokenizer: Any) -> tuple[dict[str,
     (format.examples) and their schemas fitted to format.max_length; and what the fitting did.
     Schemas that don't fit lose tables, not answers: training may look at the gold query,
     validation may not (it stands for a user's question)."""
-    rows = examples.splits_with_examples(data_splits.load_splits(hp.data), hp.format.examples)
+    rows = examples.splits_with_examples(data_splits.load_splits(hp.data, hp.format.dialect), hp.format.examples)
     train, train_fit = prune.prepare(rows["train"], tokenizer, hp.format, use_gold=True, name="train")
     valid, valid_fit = prune.prepare(rows["valid"], tokenizer, hp.format, use_gold=False, name="valid")
     return {"train": train, "valid": valid}, {"train": train_fit, "valid": valid_fit}

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt, confloat, model_validator
+from pydantic import Field, PositiveInt, confloat, field_validator, model_validator
 
 from sqltune.config.base import Strict, check
+from sqltune.config.prompt import sql_dialect
 
 
 class SourceSpec(Strict):
@@ -37,6 +38,8 @@ class DataSettings(Strict):
     database: str | None = Field(None, description="the database of every row that names none in its db_path: a "
                                                   "SQLite file, a PostgreSQL URL or DSN (postgresql://reader@host/db; "
                                                   "password from PGPASSWORD or ~/.pgpass), or a DuckDB file (x.duckdb)")
+    dialect: str = Field("sqlite", description="the SQL dialect the corpus's gold queries are written in (sqlglot's "
+                                               "name); format.dialect is what the model is taught")
     evidence: bool = Field(True, description="bird: add each question's evidence hint to the prompt")
     subset: Literal["easy", "medium", "hard", "all"] = "easy"
     max_rows: PositiveInt = Field(10_000, description="first N rows of the bucket, in source order (per split)")
@@ -46,6 +49,11 @@ class DataSettings(Strict):
     synthetic_rows: PositiveInt = Field(12_000, description="rows the built-in generator makes before bucketing")
     synthetic_seed: int = 0
     cache_dir: str | None = Field(None, description="built splits; None = $SQLTUNE_CACHE/data (~/.cache/sqltune/data)")
+
+    @field_validator("dialect")
+    @classmethod
+    def _known_dialect(cls, value: str) -> str:
+        return sql_dialect(value, "hyperparameters.data.dialect")
 
     @model_validator(mode="after")
     def _splits_one_way(self) -> DataSettings:

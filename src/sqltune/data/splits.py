@@ -40,6 +40,7 @@ from sqltune.data.benchmarks import benchmark_splits, is_benchmark
 from sqltune.data.files import is_local, local_rows
 from sqltune.data.rows import COLUMNS, difficulty, row_problem
 from sqltune.errors import DataError
+from sqltune.sql import dialect as sql_dialect
 
 log = logging.getLogger(__name__)
 
@@ -186,24 +187,28 @@ def data_cache_dir(cfg: DataSettings) -> Path:
     return Path(cfg.cache_dir).expanduser() if cfg.cache_dir else cache_root() / "data"
 
 
-def load_splits(cfg: DataSettings) -> datasets.DatasetDict:
-    """Cached train/valid/test for `cfg`, built once by whichever process gets the lock first."""
+def load_splits(cfg: DataSettings, dialect: str | None = None) -> datasets.DatasetDict:
+    """Cached train/valid/test for `cfg`, built once by whichever process gets the lock first;
+    with `dialect` (format.dialect) other than data.dialect, the gold queries transpiled to it."""
+    write = dialect or cfg.dialect
     cache_dir = data_cache_dir(cfg)
     cache_dir.mkdir(parents=True, exist_ok=True)
     specs = source_specs(cfg)
     origin = cfg.train if cfg.train else (specs[0].source.replace(":", "-") + (f"+{len(specs) - 1}" if len(specs) > 1 else ""))
     name = f"{Path(origin).name.replace('*', 'x') or 'data'}-{cfg.subset}-{_cache_key(cfg)}"
+    if write != cfg.dialect:
+        name += f"-{write}"
     target = cache_dir / name
     with FileLock(str(cache_dir / f"{name}.lock")):
         if not (target / "stats.json").exists():
-            _build(cfg, cache_dir, target)
+            _build(cfg, cache_dir, target, write)
     splits = datasets.load_from_disk(str(target))
     for k in ("valid", "test"):  # a split the source doesn't have: empty, with the same columns
         if k not in splits:
             splits[k] = datasets.Dataset.from_dict({c: [] for c in splits["train"].features},
                                                    features=splits["train"].features)
     stats = json.loads((target / "stats.json").read_text())
-    log.info("data %s: %s", name, ", ".join(f"{k}={v}" for k, v in stats.items() if k != "skipped_examples"))
+    log.info("data %s: %s", name, ", ".join(f"{k}={v}" for k, v in stats.items() if not k.endswith("_examples")))
     for k, limit in (("train", cfg.max_train_samples), ("valid", cfg.max_eval_samples)):
         if limit is not None and len(splits[k]) > limit:
             splits[k] = splits[k].select(range(limit))
@@ -272,7 +277,7 @@ def _dataset(rows: list[dict[str, Any]]) -> datasets.Dataset:
     return datasets.Dataset.from_list([{k: r.get(k) for k in keys} for r in rows])
 
 
-def _build(cfg: DataSettings, cache_dir: Path, target: Path) -> None:
+def _build(cfg: DataSettings, cache_dir: Path, target: Path, write: str) -> None:
     if cfg.train is not None:
         parts, skipped = _given_files(cfg)
         parts = {k: on_database(part, cfg.database) for k, part in parts.items()}
@@ -283,6 +288,14 @@ def _build(cfg: DataSettings, cache_dir: Path, target: Path) -> None:
     for k in ("train", "valid"):
         if not chosen_parts[k]:
             raise DataError(f"data: the {k} split has no {cfg.subset!r} rows; try data.subset: all")
+    untranspiled: list[str] = []
+    if write != cfg.dialect:
+        for k, part in chosen_parts.items():
+            chosen_parts[k], lost = sql_dialect.transpile_rows(part, cfg.dialect, write, k)
+            untranspiled += lost
+        if untranspiled:
+            log.warning("data.dialect %s -> format.dialect %s: %d rows left out, their gold could not be transpiled, "
+                        "e.g. %s", cfg.dialect, write, len(untranspiled), "; ".join(untranspiled[:3]))
     chosen = [r for part in chosen_parts.values() for r in part]
     # an empty split (no test file) is not saved: datasets can't read a zero-row split back
     splits = datasets.DatasetDict({k: _dataset(v) for k, v in chosen_parts.items() if v})
@@ -300,6 +313,7 @@ def _build(cfg: DataSettings, cache_dir: Path, target: Path) -> None:
             "skipped": len(skipped),
             "skipped_examples": skipped[:20],
             "selected": len(chosen),
+            **({"untranspiled": len(untranspiled), "untranspiled_examples": untranspiled[:20]} if write != cfg.dialect else {}),
             **{k: len(v) for k, v in splits.items()},
         }
         (tmp / "stats.json").write_text(json.dumps(stats, indent=1))

@@ -205,13 +205,13 @@ class Recipe:
         check_eval(args, hp.eval, trial.searcher)
         net, tokenizer = load_policy(hp, self.start, args)
         rows, fits = session.prepared_rows(hp, tokenizer)
-        train_ds = prompt_dataset(rows["train"], tokenizer, hp.format.system_prompt, hp.format.layout)
+        train_ds = prompt_dataset(rows["train"], tokenizer, hp.format.system_text(), hp.format.layout)
         log.info("GRPO data: %d train prompts, %d generations each", len(train_ds), hp.grpo.num_generations)
         trainable, total = model.count_parameters(net)
 
         generation = None
         if hp.eval.generate_samples:
-            generation = evaluate.GenerationEval(rows["valid"], tokenizer, hp.format.system_prompt, hp.eval, run_folder,
+            generation = evaluate.GenerationEval(rows["valid"], tokenizer, hp.format.system_text(), hp.eval, run_folder,
                                                  hp.format.layout)
         scorer = rewards.Scorer(timeout_s=hp.grpo.sql_timeout_s, fuzz_dir=cache_root() / "fuzz",
                                 results=run_folder, rank=args.process_index)
@@ -220,7 +220,7 @@ class Recipe:
             reward_funcs=rewards.reward_functions(scorer),
             args=args,
             train_dataset=train_ds,
-            eval_dataset=prompt_dataset(generation.rows, tokenizer, hp.format.system_prompt, hp.format.layout) if generation else None,
+            eval_dataset=prompt_dataset(generation.rows, tokenizer, hp.format.system_text(), hp.format.layout) if generation else None,
             processing_class=tokenizer,
             callbacks=callbacks,
             generation=generation,

@@ -155,9 +155,9 @@ class Recipe:
         fmt = hp.format
         tokenizer = model.load_tokenizer(hp.model)
         rows, fits = session.prepared_rows(hp, tokenizer)
-        train_ds = tokens.tokenize_split(datasets.Dataset.from_list(rows["train"]), tokenizer, fmt.system_prompt,
+        train_ds = tokens.tokenize_split(datasets.Dataset.from_list(rows["train"]), tokenizer, fmt.system_text(),
                                          fmt.max_length, "train", fmt.layout)
-        eval_ds = tokens.tokenize_split(datasets.Dataset.from_list(rows["valid"]), tokenizer, fmt.system_prompt,
+        eval_ds = tokens.tokenize_split(datasets.Dataset.from_list(rows["valid"]), tokenizer, fmt.system_text(),
                                         fmt.max_length, "valid", fmt.layout)
         log.info("data: %d train, %d valid samples (%s, %s)", len(train_ds), len(eval_ds), hp.data.source, hp.data.subset)
         groups = {"train": [tuple(g) for g in train_ds["group"]], "eval": [tuple(g) for g in eval_ds["group"]]}
@@ -170,7 +170,7 @@ class Recipe:
                                           fmt.padding_free, hp.training_args.get("gradient_checkpointing"))
         generation = None
         if hp.eval.generate_samples:
-            generation = evaluate.GenerationEval(rows["valid"], tokenizer, fmt.system_prompt, hp.eval, run_folder,
+            generation = evaluate.GenerationEval(rows["valid"], tokenizer, fmt.system_text(), hp.eval, run_folder,
                                                  fmt.layout)
         trainer = SQLTrainer(
             model=net,
