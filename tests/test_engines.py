@@ -6,6 +6,7 @@ plus 0.5 s, the database unchanged, no file created, no backend left running."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -279,8 +280,6 @@ def test_gold_written_for_sqlite_is_transpiled_and_returns_the_same_rows(pg: dic
     """format.dialect: the corpus's SQLite gold, transpiled when the data loads, returns on
     PostgreSQL and DuckDB what the original returns on SQLite; a gold sqlglot can't read is left
     out, counted and named; the system prompt names the dialect."""
-    import json
-
     from sqltune import config
     from sqltune.data import splits
 
@@ -304,3 +303,37 @@ def test_gold_written_for_sqlite_is_transpiled_and_returns_the_same_rows(pg: dic
             assert [tuple(map(str, r)) for r in moved.rows] == [tuple(map(str, r)) for r in original.rows], (
                 target, row["response"])
     assert config.FormatSettings().system_text() == config.FormatSettings().system_prompt  # sqlite: as before
+
+
+def test_copy_db_puts_a_sqlite_folder_on_duckdb_and_postgres_and_data_database_points_rows_there(
+        pg: dict, files: dict, tmp_path: Path, capsys) -> None:
+    """`sqltune copy-db` as for a Spider folder (<db_id>/<db_id>.sqlite), into DuckDB files and into
+    PostgreSQL schemas; `data.database` with {db_id} then sends each row to its copy."""
+    from sqltune import cli, config
+    from sqltune.data import splits
+
+    spider = tmp_path / "database"
+    (spider / "shop").mkdir(parents=True)
+    shutil.copy(files["sqlite"], spider / "shop" / "shop.sqlite")
+    lite = sqlite3.connect(spider / "shop" / "shop.sqlite")
+    lite.execute("CREATE TABLE odd (n INTEGER, note)")  # '' in an INTEGER column, a column with no type
+    lite.executemany("INSERT INTO odd VALUES (?, ?)", [(1, "a"), ("", 2.5), (None, b"\x00\x01")])
+    lite.commit()
+    lite.close()
+    assert cli.main(["copy-db", str(spider), "--to", f"duckdb:{tmp_path / 'duck'}"]) == 0
+    assert "data.database: " + str(tmp_path / "duck" / "{db_id}.duckdb") in capsys.readouterr().out
+    assert cli.main(["copy-db", str(spider), "--to", pg["admin"]]) == 0
+    assert "search_path%3D{db_id}" in capsys.readouterr().out
+    reader = pg["reader"] + "&options=-c%20search_path%3D{db_id}"
+    rows = [{"instruction": f"How many singers? {i}", "input": TABLE, "response": "SELECT count(*) FROM singer",
+             "db_id": "shop"} for i in range(10)]
+    (tmp_path / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for database in (str(tmp_path / "duck" / "{db_id}.duckdb"), reader):
+        data = config.DataSettings(source=str(tmp_path / "rows.jsonl"), subset="all", database=database,
+                                   cache_dir=str(tmp_path / "cache"))
+        loaded = [r for split in splits.load_splits(data).values() for r in split]
+        assert {r["db_path"] for r in loaded} == {database.replace("{db_id}", "shop")}
+        db = loaded[0]["db_path"]
+        assert sandbox.execute(db, "SELECT count(*) FROM singer").rows == [(12,)]
+        odd = sandbox.execute(db, "SELECT n, note FROM odd ORDER BY note")
+        assert odd.ok and sorted(map(str, odd.rows)) == sorted(["('1', 'a')", "('', '2.5')", "(None, '0001')"]), odd

@@ -213,6 +213,34 @@ def cmd_compare(ns: argparse.Namespace) -> int:
     return compare.main(ns.runs, ns.experiment, ns.output, ns.metric)
 
 
+def cmd_copy_db(ns: argparse.Namespace) -> int:
+    """Copy each SQLite database into the target engine, with a progress bar; print the
+    `data.database` value that runs a dataset's questions on the copies."""
+    from rich.progress import track
+
+    from sqltune.sql import copy_db, engine
+
+    source = Path(ns.source).expanduser()
+    files = [source] if source.is_file() else sorted({*source.glob("*/*.sqlite"), *source.glob("*.sqlite")})
+    if not files:
+        raise ConfigError([f"copy-db: no SQLite file at {source} (a file, or a folder holding */*.sqlite)"])
+    target = engine.kind(ns.to)
+    if target == "sqlite" and not ns.to.startswith("duckdb:"):
+        raise ConfigError([f"copy-db --to: '{engine.display(ns.to)}' is neither duckdb:FOLDER nor a PostgreSQL URL or DSN"])
+    for path in track(files, description=f"copying {len(files)} database(s)"):
+        if target == "postgres":
+            copy_db.to_postgres(path, ns.to)
+        else:
+            copy_db.to_duckdb(path, Path(engine.duckdb_path(ns.to)).expanduser())
+    if target == "postgres":
+        example = copy_db.search_path_url(engine.display(ns.to), "{db_id}")
+    else:
+        example = str(Path(engine.duckdb_path(ns.to)).expanduser() / "{db_id}.duckdb")
+    print(f"copied {len(files)} database(s). Score on them with  data.database: {example}")
+    print("(as a read-only role for PostgreSQL: GRANT pg_read_all_data TO <role>, and use that role in the URL)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sqltune", description="Fine-tune causal LMs to write SQL.")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -259,6 +287,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--dry-run", action="store_true", help="list the trials and where they go; train nothing")
     s.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --parallel's processes
     s.set_defaults(func=cmd_search)
+
+    cp = sub.add_parser("copy-db", help="copy SQLite databases (a file, or a Spider/BIRD folder) into DuckDB or PostgreSQL")
+    cp.add_argument("source", help="a SQLite file, or a folder searched for */*.sqlite (Spider's database/, BIRD's dev_databases/)")
+    cp.add_argument("--to", required=True, metavar="TARGET",
+                    help="duckdb:FOLDER (one <db_id>.duckdb each), or a PostgreSQL URL/DSN of a role that may create "
+                         "schemas (one schema per database)")
+    cp.set_defaults(func=cmd_copy_db)
 
     c = sub.add_parser("compare", help="HTML report, plots, TensorBoard HParams and a table of runs or searches")
     c.add_argument("runs", nargs="*", help="run folders, search folders, or folders holding them")

@@ -35,9 +35,10 @@ class DataSettings(Strict):
                            "schemas); question | query: a text2sql-data set's own question or query split")
     fold: int = Field(0, ge=0, le=9, description="text2sql-data's 10-fold sets (academic, imdb, restaurants, yelp): "
                                                  "this fold is test, the next valid, the other eight train")
-    database: str | None = Field(None, description="the database of every row that names none in its db_path: a "
-                                                  "SQLite file, a PostgreSQL URL or DSN (postgresql://reader@host/db; "
-                                                  "password from PGPASSWORD or ~/.pgpass), or a DuckDB file (x.duckdb)")
+    database: str | None = Field(None, description="run every row's SQL on this database instead of its own: a SQLite "
+                                                  "file, a PostgreSQL URL or DSN (postgresql://reader@host/db; password "
+                                                  "from PGPASSWORD or ~/.pgpass), or a DuckDB file (x.duckdb); {db_id} "
+                                                  "becomes each row's db_id (as `sqltune copy-db` lays Spider out)")
     dialect: str = Field("sqlite", description="the SQL dialect the corpus's gold queries are written in (sqlglot's "
                                                "name); format.dialect is what the model is taught")
     evidence: bool = Field(True, description="bird: add each question's evidence hint to the prompt")

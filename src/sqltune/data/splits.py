@@ -266,8 +266,17 @@ def _mixed_parts(cfg: DataSettings, cache_dir: Path
 
 
 def on_database(rows: list[dict[str, Any]], database: str | None) -> list[dict[str, Any]]:
-    """Rows that name no database of their own run on `database` (data.database), if set."""
-    return [r if r.get("db_path") or not database else {**r, "db_path": database} for r in rows]
+    """The rows on `database` (data.database), when set: `{db_id}` in it becomes each row's db_id
+    (Spider copied to PostgreSQL by `sqltune copy-db`: one schema per database); without the
+    placeholder, every row runs on that one database."""
+    if not database:
+        return rows
+    if "{db_id}" not in database:
+        return [{**r, "db_path": database} for r in rows]
+    lacking = next((i for i, r in enumerate(rows, 1) if not r.get("db_id")), None)
+    if lacking is not None:
+        raise DataError(f"data.database names {{db_id}}, but row {lacking} has no db_id")
+    return [{**r, "db_path": database.replace("{db_id}", str(r["db_id"]))} for r in rows]
 
 
 def _dataset(rows: list[dict[str, Any]]) -> datasets.Dataset:
