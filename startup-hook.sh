@@ -89,7 +89,7 @@ for line in [*open(sys.argv[1]), *sys.argv[2:]]:
         continue
     name, _, pinned = req.partition("==")
     try:
-        have = metadata.version(name.strip())
+        have = metadata.version(name.split("[")[0].strip())  # psycopg[binary]: the distribution is psycopg
     except metadata.PackageNotFoundError:
         print(f"  {req} (not installed)")
         continue
