@@ -11,8 +11,6 @@ import logging
 import os
 import shutil
 import sqlite3
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
@@ -21,47 +19,29 @@ import duckdb
 import psycopg
 import pytest
 
-from sqltune.sql import engine, postgres, sandbox
+from sqltune.sql import engine, pg_local, postgres, sandbox
 from sqltune.sql.scoring import score_one
 
-PG_BIN = Path(os.environ.get("SQLTUNE_PG_BIN", "/usr/local/bin"))
 TIMEOUT = 1.0
 SINGERS = [(i, f"singer {i}", ["France", "Japan", "Peru"][i % 3], 20 + 3 * i) for i in range(1, 13)]
 TABLE = "CREATE TABLE singer (id INTEGER PRIMARY KEY, name TEXT, country TEXT, age INTEGER)"
 
 
-def _as_postgres(command: list[str]) -> subprocess.CompletedProcess:
-    """initdb refuses root: as root (CI), run the server's tools as the `postgres` user."""
-    if os.geteuid() == 0:
-        command = ["su", "postgres", "-s", "/bin/sh", "-c", " ".join(f"'{c}'" for c in command)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
-
-
 @pytest.fixture(scope="module")
 def pg() -> Iterator[dict[str, str]]:
-    """A PostgreSQL cluster in a temporary folder, a `shop` database with `singer`, a read-only
-    role `reader` (SELECT, and SET temp_file_limit) and a role `writer` that may INSERT."""
-    missing = [b for b in ("initdb", "pg_ctl") if not (PG_BIN / b).exists()]
-    if missing:
-        pytest.fail(f"PostgreSQL server binaries not found in {PG_BIN} ({', '.join(missing)}): install PostgreSQL 15 "
-                    "(e.g. apt install postgresql-15) and set SQLTUNE_PG_BIN to its bin folder "
-                    "(/usr/lib/postgresql/15/bin)")
-    root = Path(tempfile.mkdtemp(prefix="sqltune-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-    data = root / "data"
-    done = _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"])
-    assert done.returncode == 0, done.stderr
-    options = f"-c listen_addresses= -c unix_socket_directories={root} -c fsync=off"
-    done = _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "start"])
-    assert done.returncode == 0, done.stderr + (root / "log").read_text()
-    admin = f"postgresql:///postgres?host={root}&user=postgres"
+    """A PostgreSQL cluster of our own (pg_local), a `shop` database with `singer`, a read-only role
+    `reader` (SELECT, and SET temp_file_limit) and a role `writer` that may INSERT. Without the
+    server's binaries these tests fail, saying how to install them: CI must not skip them."""
     try:
+        pg_local.bin_dir()
+    except pg_local.Missing as e:
+        pytest.fail(str(e))
+    with pg_local.cluster() as admin:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute("CREATE DATABASE shop")
             conn.execute("CREATE ROLE reader LOGIN")
             conn.execute("CREATE ROLE writer LOGIN")
-        shop = f"postgresql:///shop?host={root}&user=postgres"
+        shop = admin.replace("/postgres?", "/shop?")
         with psycopg.connect(shop, autocommit=True) as conn:
             conn.execute(TABLE)
             with conn.cursor() as cur:
@@ -69,11 +49,8 @@ def pg() -> Iterator[dict[str, str]]:
             conn.execute("GRANT SELECT ON singer TO reader, writer")
             conn.execute("GRANT INSERT ON singer TO writer")
             conn.execute("GRANT SET ON PARAMETER temp_file_limit TO reader")
-        yield {"root": str(root), "admin": shop, "reader": f"postgresql:///shop?host={root}&user=reader",
-               "writer": f"postgresql:///shop?host={root}&user=writer"}
-    finally:
-        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"])
-        shutil.rmtree(root, ignore_errors=True)
+        yield {"admin": shop, "reader": shop.replace("user=postgres", "user=reader"),
+               "writer": shop.replace("user=postgres", "user=writer")}
 
 
 @pytest.fixture(scope="module")
