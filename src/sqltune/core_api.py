@@ -286,10 +286,11 @@ class CoreCallback(transformers.TrainerCallback):
         name = f"checkpoint-{state.global_step}"
         local = Path(args.output_dir) / name
         self._seal(local, state.is_world_process_zero)
-        metadata = {"steps_completed": state.global_step, "format": "huggingface", "checkpoint": name,
-                    "run_id": self.trial.run_id, "stored_at": time.time()}
-        if self.run_folder is not None:
-            metadata["run_folder"] = str(self.run_folder.resolve())  # rundir.stored_checkpoints finds them by it
+        metadata = {"steps_completed": state.global_step, "format": "huggingface", "checkpoint": name}
+        if state.is_world_process_zero:  # the Core API merges every rank's metadata: these are the chief's
+            metadata.update(run_id=self.trial.run_id, stored_at=time.time())
+            if self.run_folder is not None:
+                metadata["run_folder"] = str(self.run_folder.resolve())  # rundir.stored_checkpoints finds them by it
         if self.trial.trial_id is not None:
             metadata["trial_id"] = self.trial.trial_id
         if self.last_validation:

@@ -158,7 +158,10 @@ def fit(trainer: transformers.Trainer, core: Any, trial: core_api.Trial) -> Any:
     the next older one of the run, with one warning line saying what was wrong and what is used."""
     with stored_checkpoint_errors(trainer, trial):
         skipped: list[str] = []
-        for storage_id in ([trial.latest_checkpoint] if trial.latest_checkpoint else []) + trial.fallbacks:
+        candidates = ([trial.latest_checkpoint] if trial.latest_checkpoint else []) + trial.fallbacks
+        if core.distributed.size > 1:  # restores are collective: every rank tries the chief's list, in order
+            candidates = core.distributed.broadcast(candidates)
+        for storage_id in candidates:
             with contextlib.ExitStack() as stack:
                 try:
                     ckpt = stack.enter_context(core_api.restore(core, storage_id))
