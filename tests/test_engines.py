@@ -314,3 +314,30 @@ def test_copy_db_puts_a_sqlite_folder_on_duckdb_and_postgres_and_data_database_p
         assert sandbox.execute(db, "SELECT count(*) FROM singer").rows == [(12,)]
         odd = sandbox.execute(db, "SELECT n, note FROM odd ORDER BY note")
         assert odd.ok and sorted(map(str, odd.rows)) == sorted(["('1', 'a')", "('', '2.5')", "(None, '0001')"]), odd
+
+
+def test_rows_without_a_schema_get_it_from_their_postgres_or_duckdb_database(pg: dict, files: dict, tmp_path: Path) -> None:
+    """Your own database and your questions, no DDL text: `data.database` (or a row's db_path) is
+    asked for its CREATE TABLE statements, keys included, as a SQLite file would be."""
+    from sqltune import config
+    from sqltune.data import splits
+
+    rows = [{"instruction": f"Singers older than {20 + i}?", "response": f"SELECT name FROM singer WHERE age > {20 + i}"}
+            for i in range(10)]
+    (tmp_path / "qs.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "qs-duck.jsonl").write_text("".join(json.dumps({**r, "db_path": str(files["duckdb"])}) + "\n" for r in rows))
+    for source, database in (("qs.jsonl", pg["reader"]), ("qs-duck.jsonl", None)):
+        data = config.DataSettings(source=str(tmp_path / source), subset="all", database=database,
+                                   cache_dir=str(tmp_path / "cache"))
+        loaded = [r for split in splits.load_splits(data).values() for r in split]
+        assert len(loaded) == 10
+        schema = loaded[0]["input"]
+        assert schema.startswith("CREATE TABLE singer (\n  id ") and "PRIMARY KEY" in schema, schema
+        assert "country" in schema and schema.endswith(");"), schema
+        assert sandbox.execute(loaded[0]["db_path"], loaded[0]["response"]).ok
+    from sqltune.errors import DataError
+
+    with pytest.raises(DataError, match=r"could not read its schema") as e:
+        splits.load_splits(config.DataSettings(source=str(tmp_path / "qs.jsonl"), subset="all", cache_dir=str(tmp_path / "c2"),
+                                               database="postgresql://reader:s3cret@/shop?host=/nonexistent"))
+    assert "s3cret" not in str(e.value) and "reader:***@" in str(e.value)

@@ -13,9 +13,10 @@ import json
 import os
 from typing import Any, Iterator
 
-from sqltune.data import schema
-from sqltune.data.rows import COLUMNS, row_problem, with_golds
+from sqltune.data import engine_schema, schema
+from sqltune.data.rows import COLUMNS, on_database, row_problem, with_golds
 from sqltune.errors import DataError
+from sqltune.sql import engine
 
 FILE_TYPES = (".jsonl", ".json", ".csv", ".parquet")
 
@@ -77,9 +78,11 @@ def _parse_file(path: str) -> Iterator[dict[str, Any]]:
         raise DataError(f"data.source: '{path}' is not one of {', '.join(FILE_TYPES)}")
 
 
-def local_rows(source: str, field: str = "data.source") -> tuple[list[dict[str, Any]], list[str]]:
+def local_rows(source: str, field: str = "data.source", database: str | None = None
+               ) -> tuple[list[dict[str, Any]], list[str]]:
     """Usable rows of every file `source` matches, and a line per skipped row. A file may carry a
-    `db_path` instead of the `input` schema: the schema is then rendered from that SQLite file."""
+    `db_path` (or the dataset a `database`, data.database) instead of the `input` schema: the
+    schema is then rendered from that database (SQLite file, PostgreSQL, DuckDB)."""
     paths = sorted(glob.glob(os.path.expanduser(source)))
     if not paths:
         raise DataError(f"{field}: no such file '{source}'")
@@ -89,7 +92,7 @@ def local_rows(source: str, field: str = "data.source") -> tuple[list[dict[str, 
         if not rows_of_file:
             raise DataError(f"{path}: no rows (an empty file, or a header only)")
         seen = set().union(*(r.keys() for r in rows_of_file if isinstance(r, dict)))
-        needed = [c for c in COLUMNS if not (c == "input" and "db_path" in seen)]
+        needed = [c for c in COLUMNS if not (c == "input" and ("db_path" in seen or database))]
         missing = [c for c in needed if c not in seen]
         if missing:
             raise DataError(
@@ -99,6 +102,8 @@ def local_rows(source: str, field: str = "data.source") -> tuple[list[dict[str, 
         for i, row in enumerate(rows_of_file, 1):
             if isinstance(row, dict):
                 row = with_golds(row)
+                if database and not row.get("db_path") and row.get("input") is None:
+                    row = on_database(row, database)
             if isinstance(row, dict) and row.get("input") is None and row.get("db_path"):
                 row = _with_rendered_schema(row, path)
             problem = row_problem(row)
@@ -110,8 +115,14 @@ def local_rows(source: str, field: str = "data.source") -> tuple[list[dict[str, 
 
 
 def _with_rendered_schema(row: dict[str, Any], path: str) -> dict[str, Any]:
-    """The row with `input` rendered from its database (a relative db_path is the file's neighbour)."""
-    db = os.path.join(os.path.dirname(path), os.path.expanduser(str(row["db_path"])))
+    """The row with `input` rendered from its database (a relative db_path to a file is the
+    data file's neighbour; a PostgreSQL database is asked for its schema)."""
+    if engine.kind(row["db_path"]) == "postgres":
+        return {**row, "input": engine_schema.render(str(row["db_path"]))}
+    db = os.path.join(os.path.dirname(path), os.path.expanduser(engine.duckdb_path(row["db_path"])))
     if not os.path.isfile(db):
         return row  # skipped as missing 'input'
+    if engine.kind(row["db_path"]) == "duckdb":
+        return {**row, "db_path": os.path.abspath(db) if db.endswith(".duckdb") else f"duckdb:{os.path.abspath(db)}",
+                "input": engine_schema.render(db if db.endswith(".duckdb") else f"duckdb:{db}")}
     return {**row, "db_path": os.path.abspath(db), "input": schema.render(db)}

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from sqltune.errors import DataError
+
 COLUMNS = ("instruction", "input", "response")
 BUCKETS = {"easy": (10, 100), "medium": (101, 200), "hard": (201, 800)}  # inclusive word counts
 MAX_CELL_CHARS = 1_000_000  # a cell longer than this is skipped: no schema or query is that long
@@ -38,6 +40,21 @@ def with_golds(row: dict[str, Any]) -> dict[str, Any]:
         return row
     golds = [str(g).strip() for g in response if g is not None and str(g).strip()]
     return {**row, "response": golds[0] if golds else "", "golds": golds}
+
+
+def on_database(row: dict[str, Any], database: str | None) -> dict[str, Any]:
+    """The row on `database` (data.database) when set, `{db_id}` in it becoming the row's db_id.
+
+    Raises:
+        DataError: `database` names {db_id} and the row has none.
+    """
+    if not database:
+        return row
+    if "{db_id}" in database:
+        if not row.get("db_id"):
+            raise DataError(f"data.database names {{db_id}}, but a row has no db_id: {str(row.get('instruction'))[:80]!r}")
+        database = database.replace("{db_id}", str(row["db_id"]))
+    return {**row, "db_path": database}
 
 
 def golds(row: dict[str, Any]) -> list[str]:

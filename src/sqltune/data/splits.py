@@ -38,6 +38,7 @@ from sqltune.config import DataSettings, source_specs
 from sqltune.data import synthetic, text2sql_data
 from sqltune.data.benchmarks import benchmark_splits, is_benchmark
 from sqltune.data.files import is_local, local_rows
+from sqltune.data import rows as data_rows
 from sqltune.data.rows import COLUMNS, difficulty, row_problem
 from sqltune.errors import DataError
 from sqltune.sql import dialect as sql_dialect
@@ -77,7 +78,7 @@ def read_rows(cfg: DataSettings, cache_dir: Path, source: str | None = None) -> 
         parts = benchmark_splits(source, evidence=cfg.evidence)
         return [r for k in ("train", "valid", "test") for r in parts[k]], []
     if is_local(source):
-        return local_rows(source)
+        return local_rows(source, database=cfg.database)
     return _hub_rows(source)
 
 
@@ -269,14 +270,7 @@ def on_database(rows: list[dict[str, Any]], database: str | None) -> list[dict[s
     """The rows on `database` (data.database), when set: `{db_id}` in it becomes each row's db_id
     (Spider copied to PostgreSQL by `sqltune copy-db`: one schema per database); without the
     placeholder, every row runs on that one database."""
-    if not database:
-        return rows
-    if "{db_id}" not in database:
-        return [{**r, "db_path": database} for r in rows]
-    lacking = next((i for i, r in enumerate(rows, 1) if not r.get("db_id")), None)
-    if lacking is not None:
-        raise DataError(f"data.database names {{db_id}}, but row {lacking} has no db_id")
-    return [{**r, "db_path": database.replace("{db_id}", str(r["db_id"]))} for r in rows]
+    return [data_rows.on_database(r, database) for r in rows]
 
 
 def _dataset(rows: list[dict[str, Any]]) -> datasets.Dataset:
