@@ -6,7 +6,7 @@
   even if a query slipped past the check), extensions neither installed nor loaded on the fly,
   one thread and a memory limit, and the configuration locked so no later statement can undo it.
 - A timer interrupts the query at its deadline (`Connection.interrupt`); the sandbox's worker is
-  killed if even that does not return. At most `max_rows` rows and `_MAX_RESULT_BYTES` of text
+  killed if even that does not return. At most `max_rows` rows and 64 MB of text (execute.fetch_bounded)
   come back.
 """
 
@@ -14,15 +14,12 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
-from sqltune.sql.execute import ExecResult
+from sqltune.sql.execute import ExecResult, fetch_bounded
 
 MEMORY_LIMIT = "512MB"
-_MAX_RESULT_BYTES = 64_000_000
-_FETCH_BATCH = 100
 CONFIG = {
     "access_mode": "READ_ONLY",
     "enable_external_access": False,
@@ -54,19 +51,6 @@ def _open(path: str, keep_open: bool) -> duckdb.DuckDBPyConnection:
     return _OPEN[key]
 
 
-def _fetch(result: Any, max_rows: int) -> list[tuple]:
-    rows: list[tuple] = []
-    nbytes = 0
-    while batch := result.fetchmany(_FETCH_BATCH):
-        rows.extend(batch)
-        if len(rows) > max_rows:
-            raise ValueError(f"more than {max_rows} rows")
-        nbytes += sum(len(v) for row in batch for v in row if isinstance(v, (str, bytes)))
-        if nbytes > _MAX_RESULT_BYTES:
-            raise ValueError(f"result larger than {_MAX_RESULT_BYTES} bytes")
-    return rows
-
-
 def execute(path: str, sql: str, *, timeout_s: float = 1.0, max_rows: int = 10_000, keep_open: bool = False) -> ExecResult:
     """Run one checked query (engine.execute_here checked it) on the DuckDB file `path`; never
     raises, never writes."""
@@ -77,7 +61,7 @@ def execute(path: str, sql: str, *, timeout_s: float = 1.0, max_rows: int = 10_0
     timer = threading.Timer(timeout_s, conn.interrupt)
     timer.start()
     try:
-        return ExecResult(rows=_fetch(conn.execute(sql), max_rows))
+        return ExecResult(rows=fetch_bounded(conn.execute(sql), max_rows))
     except Exception as e:  # noqa: BLE001
         if not timer.is_alive():
             return ExecResult(error=f"TimeoutError: query ran past {timeout_s:g} s")

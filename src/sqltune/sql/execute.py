@@ -117,7 +117,9 @@ def _check_statement(sql: str) -> None:
         raise ValueError(f"only SELECT / WITH / VALUES queries are allowed, got '{first}'")
 
 
-def _fetch(cursor: sqlite3.Cursor, max_rows: int) -> list[tuple]:
+def fetch_bounded(cursor: Any, max_rows: int) -> list[tuple]:
+    """Rows of a DB-API cursor (any engine's), in batches; raises ValueError past `max_rows` rows
+    or `_MAX_RESULT_BYTES` of text and blobs."""
     rows: list[tuple] = []
     nbytes = 0
     while batch := cursor.fetchmany(_FETCH_BATCH):
@@ -168,7 +170,7 @@ def execute(
     conn.set_progress_handler(lambda: time.monotonic() > deadline, _PROGRESS_STEPS)
     try:
         cursor = conn.execute(sql)
-        rows = _fetch(cursor, max_rows)
+        rows = fetch_bounded(cursor, max_rows)
         return ExecResult(rows=rows)
     except Exception as e:  # noqa: BLE001
         if time.monotonic() > deadline and "interrupt" in str(e):

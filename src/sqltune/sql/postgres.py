@@ -4,7 +4,7 @@
   no data-modifying CTE, no SELECT INTO or FOR UPDATE, no file, network, large-object, signal or
   settings function.
 - It runs in a READ ONLY transaction that is always rolled back, through a server-side cursor
-  that hands over at most `max_rows` rows (and `_MAX_RESULT_BYTES` of text), so a
+  that hands over at most `max_rows` rows (and 64 MB of text (execute.fetch_bounded)), so a
   `generate_series(1, 10^12)` never reaches the client.
 - Each session sets `statement_timeout` (the query's deadline, enforced by the server),
   `idle_in_transaction_session_timeout`, `work_mem` and `temp_file_limit` (the last needs
@@ -29,17 +29,14 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
 
 import psycopg
 
 from sqltune.sql.engine import display
-from sqltune.sql.execute import ExecResult
+from sqltune.sql.execute import ExecResult, fetch_bounded
 
 log = logging.getLogger(__name__)
 
-_MAX_RESULT_BYTES = 64_000_000
-_FETCH_BATCH = 100
 WORK_MEM = "16MB"
 TEMP_FILE_LIMIT = "64MB"
 APP_PREFIX = "sqltune-sandbox-"
@@ -124,19 +121,6 @@ def _open(db: str, keep_open: bool) -> psycopg.Connection:
     return conn
 
 
-def _fetch(cur: Any, max_rows: int) -> list[tuple]:
-    rows: list[tuple] = []
-    nbytes = 0
-    while batch := cur.fetchmany(_FETCH_BATCH):
-        rows.extend(batch)
-        if len(rows) > max_rows:
-            raise ValueError(f"more than {max_rows} rows")
-        nbytes += sum(len(v) for row in batch for v in row if isinstance(v, (str, bytes)))
-        if nbytes > _MAX_RESULT_BYTES:
-            raise ValueError(f"result larger than {_MAX_RESULT_BYTES} bytes")
-    return rows
-
-
 def execute(db: str, sql: str, *, timeout_s: float = 1.0, max_rows: int = 10_000, keep_open: bool = False) -> ExecResult:
     """Run one checked query (engine.execute_here checked it) on the PostgreSQL database `db`;
     never raises, never writes. Errors come back as "<ExceptionType>: <first line>"."""
@@ -150,7 +134,7 @@ def execute(db: str, sql: str, *, timeout_s: float = 1.0, max_rows: int = 10_000
             setup.execute(f"SET LOCAL statement_timeout = {max(1, int(timeout_s * 1000))}")
         with conn.cursor(name="sqltune_query") as cur:  # server-side: rows come over in batches
             cur.execute(sql)
-            return ExecResult(rows=_fetch(cur, max_rows))
+            return ExecResult(rows=fetch_bounded(cur, max_rows))
     except psycopg.errors.QueryCanceled:
         return ExecResult(error=f"TimeoutError: query ran past {timeout_s:g} s")
     except Exception as e:  # noqa: BLE001
