@@ -199,3 +199,53 @@ def test_beta_with_a_full_model_keeps_a_frozen_copy_of_the_start(tmp_path: Path,
     assert train(tmp_path, cfg) == 0
     kl = kl_by_step(tmp_path / "run")
     assert kl[1] == pytest.approx(0.0, abs=1e-7) and kl[2] > 1e-6, kl
+
+
+def test_each_groups_prompt_runs_once_with_trls_log_probs_and_gradients() -> None:
+    """model/group_logps.shared_logps against TRL's own path (prompt + completion per row through
+    TRL's fused LM head at a temperature), on a tiny LoRA Llama: two prompts of different lengths
+    (left-padded), three completions each (right-padded): the same log-probs, entropies and LoRA
+    gradients to float rounding, from one prompt pass per group."""
+    import peft
+    import transformers
+    from trl.trainer.utils import add_fused_lm_head
+
+    from conftest import TINY_LLAMA
+    from sqltune.model import group_logps
+
+    torch.manual_seed(0)
+    net = transformers.LlamaForCausalLM(transformers.LlamaConfig(**TINY_LLAMA, vocab_size=97))
+    net = peft.get_peft_model(net, peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear"))
+    add_fused_lm_head(net.get_base_model(), temperature=0.7, outputs=("log_probs", "entropy"))
+    pad = 0
+    prompts = [[5, 6, 7, 8, 9, 10, 11], [12, 13, 14, 15]]
+    completions = [[[20, 21, 22], [23, 24, pad], [25, pad, pad]], [[30, 31, 32], [33, pad, pad], [34, 35, 36]]]
+    width = max(map(len, prompts))
+    ids, mask = [], []
+    for prompt, group in zip(prompts, completions):
+        for completion in group:
+            ids.append([pad] * (width - len(prompt)) + prompt + completion)
+            mask.append([0] * (width - len(prompt)) + [1] * len(prompt) + [int(t != pad) for t in completion])
+    ids, mask = torch.tensor(ids), torch.tensor(mask)
+    keep = 3
+    assert group_logps.prompt_groups(ids, mask, width) == [[0, 1, 2], [3, 4, 5]]
+
+    def stock() -> tuple[torch.Tensor, torch.Tensor]:  # TRL 1.16's _get_per_token_logps_and_entropies, one chunk
+        labels = ids.masked_fill(mask == 0, -100)
+        labels[:, :-keep] = -100
+        out = net(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+        return out.log_probs[:, -keep:], out.entropy[:, -keep:]
+
+    results = {}
+    for name, run in (("stock", stock), ("shared", lambda: group_logps.shared_logps(net, ids, mask, keep, True))):
+        net.zero_grad()
+        logps, entropy = run()
+        (logps * (mask[:, -keep:] == 1)).sum().backward()
+        grads = {n: p.grad.clone() for n, p in net.named_parameters() if p.requires_grad}
+        results[name] = (logps.detach(), entropy.detach(), grads)
+    valid = mask[:, -keep:] == 1
+    for i in (0, 1):
+        torch.testing.assert_close(results["shared"][i][valid], results["stock"][i][valid], rtol=1e-5, atol=1e-6)
+    for n, g in results["stock"][2].items():
+        torch.testing.assert_close(results["shared"][2][n], g, rtol=1e-4, atol=1e-6, msg=n)
+    assert group_logps.shared_logps(net, ids[[0, 3]], mask[[0, 3]], keep, False) is None  # nothing shared

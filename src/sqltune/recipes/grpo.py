@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import torch
 import transformers
 import trl
 
@@ -42,6 +43,7 @@ from sqltune.cache import cache_root
 from sqltune import config, core_api, evaluate, model, prompts, rewards, rundir, session
 from sqltune.data import rows as data_rows
 from sqltune.errors import CheckpointNotFound, ConfigError
+from sqltune.model import group_logps
 from sqltune.model.lora import use_fused_lora
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,26 @@ class SQLGRPOTrainer(trl.GRPOTrainer):
         transformers.Trainer.log(self, metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+    def _get_per_token_logps_and_entropies(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                                           logits_to_keep: int, batch_size: int | None = None,
+                                           compute_entropy: bool = False, compute_aux_loss: bool = False,
+                                           **multimodal: Any) -> tuple[Any, Any, Any]:
+        """TRL's, with each group's prompt run once (model/group_logps.py) where that applies."""
+        if not (compute_aux_loss or any(v is not None for v in multimodal.values()) or self.is_deepspeed_enabled
+                or self.accelerator.num_processes > 1):
+            with self.accelerator.autocast():
+                found = group_logps.shared_logps(self.accelerator.unwrap_model(model), input_ids, attention_mask,
+                                                 logits_to_keep, compute_entropy)
+            if found is not None:
+                if not getattr(self, "_shared_logged", False):
+                    self._shared_logged = True
+                    log.info("GRPO log-probs: each group's prompt runs once (%d rows of %d prompts in this batch)",
+                             input_ids.size(0), len(group_logps.prompt_groups(input_ids, attention_mask,
+                                                                               input_ids.size(1) - logits_to_keep)))
+                return (*found, None)
+        return super()._get_per_token_logps_and_entropies(model, input_ids, attention_mask, logits_to_keep, batch_size,
+                                                          compute_entropy, compute_aux_loss, **multimodal)
 
 
 def start_checkpoint(ref: str | None) -> Path | None:
