@@ -341,3 +341,17 @@ def test_rows_without_a_schema_get_it_from_their_postgres_or_duckdb_database(pg:
         splits.load_splits(config.DataSettings(source=str(tmp_path / "qs.jsonl"), subset="all", cache_dir=str(tmp_path / "c2"),
                                                database="postgresql://reader:s3cret@/shop?host=/nonexistent"))
     assert "s3cret" not in str(e.value) and "reader:***@" in str(e.value)
+
+
+def test_sample_rows_come_from_postgres_and_duckdb_too(pg: dict, files: dict) -> None:
+    """format.sample_rows on a row whose database is PostgreSQL or DuckDB: the rows the database
+    holds, in the comment SQLite rows get; a statement whose table the database lacks stays as is."""
+    from sqltune.data import engine_schema, schema
+
+    text = TABLE + ";\nCREATE TABLE ghost (a INTEGER);"
+    lite = schema.add_sample_rows(text, files["sqlite"], 2)
+    for db in (pg["reader"], str(files["duckdb"])):
+        shown = engine_schema.add_sample_rows(text, db, 2)
+        assert shown == lite, (db, shown)
+    assert "/* 2 rows of singer:\nid | name | country | age\n1 | singer 1 | Japan | 23\n" in lite, lite
+    assert lite.endswith("CREATE TABLE ghost (a INTEGER);")

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from sqltune import prompts
 from sqltune.config import FormatSettings
-from sqltune.data import schema
+from sqltune.data import engine_schema, schema
 from sqltune.sql import compact, ddl, engine
 from sqltune.sql.ddl import Statement
 
@@ -234,6 +234,12 @@ def summary(name: str, max_length: int, stats: dict[str, Any]) -> str:
     )
 
 
+def _with_sample_rows(text: str, db: str, n: int) -> str:
+    if engine.kind(db) == "sqlite":
+        return schema.add_sample_rows(text, db, n)
+    return engine_schema.add_sample_rows(text, db, n)
+
+
 def prepare(rows: list[dict[str, Any]], tokenizer: Any, cfg: FormatSettings, *, use_gold: bool,
             name: str) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
     """Rows as the model will see them: with `format.compact_sql` in fewer tokens (sql/compact.py),
@@ -243,8 +249,8 @@ def prepare(rows: list[dict[str, Any]], tokenizer: Any, cfg: FormatSettings, *, 
     if cfg.compact_sql:  # before sample rows: their values stay as the database has them
         rows = [compact.compact_row(row) for row in rows]
     if cfg.sample_rows:
-        rows = [{**row, "input": schema.add_sample_rows(row["input"], row["db_path"], cfg.sample_rows)}
-                if row.get("db_path") and engine.kind(row["db_path"]) == "sqlite" else row for row in rows]
+        rows = [{**row, "input": _with_sample_rows(row["input"], row["db_path"], cfg.sample_rows)}
+                if row.get("db_path") else row for row in rows]
     if not cfg.prune_schema:
         return rows, None
     return fit_rows(rows, tokenizer, cfg.system_text(), cfg.max_length, use_gold=use_gold, name=name, layout=cfg.layout)

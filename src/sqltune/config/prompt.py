@@ -37,7 +37,7 @@ class FormatSettings(Strict):
                                                "duckdb, mysql, ...); gold written in data.dialect is transpiled to it "
                                                "when the data loads, and the system prompt names it (but for sqlite)")
     max_length: PositiveInt = 2048
-    sample_rows: int = Field(0, ge=0, description="example rows per table, read from the row's SQLite file, after its CREATE TABLE")
+    sample_rows: int = Field(0, ge=0, description="example rows per table, read from the row's database (SQLite, PostgreSQL, DuckDB), after its CREATE TABLE")
     examples: int = Field(0, ge=0, description="similar training questions with their SQL in the prompt (BM25, "
                                                 "same database first), in training and at inference; 0 = none")
     compact_sql: bool = Field(False, description="train on the gold SQL and schema in fewer tokens: names lower-cased, "

@@ -3,16 +3,17 @@ SQLite file's: one CREATE TABLE per table (in creation order), each column with 
 then the PRIMARY KEY and each FOREIGN KEY ... REFERENCES, as the server reports them
 (`pg_get_constraintdef`, `duckdb_constraints()`). On PostgreSQL the tables are those of the
 connection's current schema (the first of its search_path; `sqltune copy-db` sets one per
-database). Read through a read-only connection; sample rows are SQLite's only (format.sample_rows).
+database). Read through a read-only connection. `add_sample_rows` adds a few rows per table
+(format.sample_rows), read through the sandbox like any query.
 """
 
 from __future__ import annotations
 
 import functools
 
-from sqltune.data.schema import quote
+from sqltune.data.schema import quote, rows_comment
 from sqltune.errors import DataError
-from sqltune.sql import engine
+from sqltune.sql import ddl, engine, sandbox
 
 
 def render(db: str) -> str:
@@ -80,3 +81,24 @@ def _grouped(columns: list[tuple], keys: list[tuple]) -> list[tuple[str, list[tu
         if table in tables:
             tables[table][1].append(text)
     return [(name, cols, keys) for name, (cols, keys) in tables.items()]
+
+
+def add_sample_rows(schema_text: str, db: str, n: int) -> str:
+    """`schema_text` with up to `n` rows of each CREATE TABLE's table after it, as a comment (the
+    columns the statement declares), read from the PostgreSQL or DuckDB database `db` through the
+    sandbox; a statement whose table the database can't answer for stays as it is."""
+    if n <= 0:
+        return schema_text
+    out, start = [], 0
+    for statement in ddl.statements(schema_text):
+        columns = statement.column_names if statement.parsed else []
+        if not columns:
+            continue
+        names = ", ".join('"' + c.replace('"', '""') + '"' for c in columns)
+        run = sandbox.execute(db, f'SELECT {names} FROM "{statement.table.replace(chr(34), chr(34) * 2)}" LIMIT {int(n)}')
+        if not run.ok:
+            continue
+        out.append(schema_text[start:statement.ddl_end])
+        out.append("\n" + rows_comment(statement.table, columns, run.rows))
+        start = statement.ddl_end
+    return "".join(out) + schema_text[start:]

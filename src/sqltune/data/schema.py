@@ -172,8 +172,13 @@ def sample_rows(db_path: str | Path, table: str, n: int, *, columns: Sequence[st
             conn.close()
     except sqlite3.Error as e:
         raise DataError(f"{db_path}: could not read rows of '{schema.name}' ({e})") from None
+    return rows_comment(schema.name, columns, rows)
+
+
+def rows_comment(table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Rows of a table as the SQL comment the prompt shows after its CREATE TABLE."""
     lines = [" | ".join(map(_cell, columns))] + [" | ".join(map(_cell, row)) for row in rows]
-    return f"/* {len(rows)} row{'s' * (len(rows) != 1)} of {quote(schema.name)}:\n" + "\n".join(lines) + "\n*/"
+    return f"/* {len(rows)} row{'s' * (len(rows) != 1)} of {quote(table)}:\n" + "\n".join(lines) + "\n*/"
 
 
 def render(db_path: str | Path, sample_rows: int = 0, tables: Sequence[str] | None = None) -> str:
