@@ -4,6 +4,7 @@
                 for inference; merging an adapter
     lora.py     PEFT's LoRA, each plain LoRA linear layer run as one fused autograd node
     loss.py     the loss only where labels are, the shared prompt start run once per batch
+    group_logps.py  GRPO's per-token log-probs with each group's prompt run once
     memory.py   how a batch fits the memory budget: whole, micro-batches, or checkpointing
 """
 
