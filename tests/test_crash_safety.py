@@ -64,7 +64,7 @@ def test_a_manifest_names_what_is_missing_short_or_damaged(tmp_path: Path) -> No
     (ckpt / "model.safetensors").write_bytes(b"w" * 1000)
     (ckpt / "sub" / "rng.pth").write_bytes(b"r" * 10)
     assert "sqltune_manifest.json is missing" in manifest.problem(ckpt)
-    manifest.write(ckpt, manifest.entries(ckpt), rundir.write_atomic)
+    manifest.write(ckpt, manifest.entries(ckpt))
     assert manifest.problem(ckpt) is None
     (ckpt / "model.safetensors").write_bytes(b"w" * 999 + b"x")  # same size, one byte flipped
     assert manifest.problem(ckpt) == f"{ckpt / 'model.safetensors'} does not match its checksum (damaged)"

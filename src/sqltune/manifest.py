@@ -22,6 +22,8 @@ from typing import Any
 
 import xxhash
 
+from sqltune.atomic import write_atomic
+
 MANIFEST = "sqltune_manifest.json"
 VERSION = 1
 CHUNK = 8 << 20  # bytes hashed per read: large enough to run at memory speed, small in RSS
@@ -43,17 +45,17 @@ def entries(folder: Path) -> dict[str, dict[str, Any]]:
     return found
 
 
-def write(folder: Path, files: dict[str, dict[str, Any]], write_text: Any) -> None:
-    """The manifest of `files` (from `entries`, merged across nodes) into `folder`, through
-    `write_text(path, text)`, the run folder's atomic writer."""
-    write_text(folder / MANIFEST, json.dumps({"version": VERSION, "files": files}, indent=1, sort_keys=True))
+def write(folder: Path, files: dict[str, dict[str, Any]]) -> None:
+    """The manifest of `files` (from `entries`, merged across nodes) into `folder`, atomically."""
+    write_atomic(folder / MANIFEST, json.dumps({"version": VERSION, "files": files}, indent=1, sort_keys=True))
 
 
 def problem(folder: Path) -> str | None:
     """What makes the checkpoint in `folder` incomplete, naming the file; None when it is complete."""
     path = folder / MANIFEST
     if not path.is_file():
-        return f"{path} is missing (the checkpoint was not completely stored)"
+        return (f"{path} is missing (the checkpoint was not completely stored; one written before sqltune kept "
+                f"manifests can be sealed, if you know it is whole, with: python -m sqltune.manifest {folder})")
     try:
         files = json.loads(path.read_text())["files"]
         listed = {str(name): (int(f["size"]), str(f["xxh3_128"])) for name, f in files.items()}
@@ -71,3 +73,18 @@ def problem(folder: Path) -> str | None:
         if checksum(folder / name) != digest:
             return f"{folder / name} does not match its checksum (damaged)"
     return None
+
+
+def seal(folder: Path) -> None:
+    """Write the manifest of a checkpoint folder as it is now (for checkpoints from before manifests)."""
+    write(folder, entries(folder))
+
+
+if __name__ == "__main__":
+    import sys
+
+    for arg in sys.argv[1:] or ["--help"]:
+        if arg.startswith("-") or not Path(arg, "trainer_state.json").is_file() and not Path(arg).is_dir():
+            sys.exit("usage: python -m sqltune.manifest CHECKPOINT_DIR...  (a checkpoint-N folder you know is whole)")
+        seal(Path(arg))
+        print(f"sealed {arg}: {len(entries(Path(arg)))} files")

@@ -46,6 +46,7 @@ from typing import Any, Callable, Iterator, Protocol
 import yaml
 
 from sqltune import manifest
+from sqltune.atomic import write_atomic
 from sqltune.cache import cache_root
 from sqltune.config import Hyperparameters, build
 from sqltune.errors import CheckpointDamaged, CheckpointNotFound, RunFolderBusy
@@ -151,7 +152,7 @@ class RunFolder:
             write_config_copy(checkpoint, self.hparams)
 
     def seal_checkpoint(self, checkpoint: Path, files: dict[str, dict[str, Any]]) -> None:
-        manifest.write(checkpoint, files, write_atomic)
+        manifest.write(checkpoint, files)
 
     def record_checkpoint(self, storage_id: str, step: int, name: str) -> None:
         pointer = {"storage_id": storage_id, "steps_completed": step, "checkpoint": name, "run_id": self.run_id}
@@ -242,25 +243,6 @@ def _holder(fd: int) -> str:
         return f"process {holder['pid']} (`{holder['command']}`, since {holder['started']})"
     except (OSError, ValueError, KeyError, TypeError):
         return "another process"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """`path` holds `text` whole, or keeps what it held: a temporary file in the same folder,
-    flushed and fsynced, renamed over `path`, and the folder fsynced so the rename itself lasts."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
 
 
 def is_number(v: Any) -> bool:
