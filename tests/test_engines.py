@@ -355,3 +355,15 @@ def test_sample_rows_come_from_postgres_and_duckdb_too(pg: dict, files: dict) ->
         assert shown == lite, (db, shown)
     assert "/* 2 rows of singer:\nid | name | country | age\n1 | singer 1 | Japan | 23\n" in lite, lite
     assert lite.endswith("CREATE TABLE ghost (a INTEGER);")
+
+
+def test_a_password_in_data_database_is_refused_in_one_line_that_does_not_show_it(tmp_path: Path) -> None:
+    from conftest import tiny_config
+    from sqltune import config
+    from sqltune.errors import ConfigError
+
+    cfg = tiny_config(tmp_path, data={"database": "postgresql://reader:s3cret@db.internal/shop"})
+    with pytest.raises(ConfigError) as e:
+        config.build(cfg)
+    assert str(e.value).startswith("hyperparameters.data.database: holds a password") and "s3cret" not in str(e.value)
+    assert config.build(tiny_config(tmp_path, data={"database": "postgresql://reader@db.internal/shop"}))

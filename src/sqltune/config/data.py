@@ -8,6 +8,7 @@ from pydantic import Field, PositiveInt, confloat, field_validator, model_valida
 
 from sqltune.config.base import Strict, check
 from sqltune.config.prompt import sql_dialect
+from sqltune.sql import engine
 
 
 class SourceSpec(Strict):
@@ -55,6 +56,16 @@ class DataSettings(Strict):
     @classmethod
     def _known_dialect(cls, value: str) -> str:
         return sql_dialect(value, "hyperparameters.data.dialect")
+
+    @field_validator("database")
+    @classmethod
+    def _no_password(cls, value: str | None) -> str | None:
+        """A password written here would travel into every checkpoint's config copy, the summary
+        and the cached splits: it must come from PGPASSWORD or ~/.pgpass instead."""
+        if value and engine.kind(value) == "postgres" and engine.display(value) != value:
+            check(["hyperparameters.data.database: holds a password, which would be written into every checkpoint "
+                   "and the run's summary; remove it and set PGPASSWORD or a ~/.pgpass line instead"])
+        return value
 
     @model_validator(mode="after")
     def _splits_one_way(self) -> DataSettings:
