@@ -3,6 +3,7 @@ pipe; and, with --engines, the same databases on DuckDB and PostgreSQL.
 
     python bench/sqlexec.py                                  # 1,000 benign gold queries from the generator
     python bench/sqlexec.py --engines sqlite,duckdb,postgres # the generator's databases copied to each engine
+    python bench/sqlexec.py --engines sqlite,duckdb,postgres --config experiments/local.yaml --split valid
 
 Target (issue 12): the worker costs at most 1.2x. Each query runs once to warm both paths and the
 OS page cache, then both paths run the same queries in the same order, twice, interleaved.
@@ -166,8 +167,16 @@ def main() -> None:
     p.add_argument("--engines", help="e.g. sqlite,duckdb,postgres: compare the engines instead of the worker's cost")
     p.add_argument("--pg", help="PostgreSQL URL of a role that may create schemas (default: a throwaway cluster)")
     p.add_argument("--predictions", type=Path, help="`sqltune evaluate` per-row JSONL to judge on every engine")
+    p.add_argument("--config", help="an experiment YAML: its data's --split instead of the generator's first rows")
+    p.add_argument("--split", default="valid", choices=("train", "valid", "test"))
     ns = p.parse_args()
-    if ns.predictions:  # its rows, on their own databases
+    if ns.config:  # the job's own split (its data block; --queries caps it)
+        from sqltune import config
+        from sqltune.data import splits
+
+        hp = config.load(ns.config).hparams
+        rows = [r for r in splits.load_splits(hp.data, hp.format.dialect)[ns.split] if r.get("db_path")][: ns.queries]
+    elif ns.predictions:  # its rows, on their own databases
         rows = [json.loads(line) for line in ns.predictions.read_text().splitlines() if line.strip()]
         rows = [r for r in rows if r.get("db_path")][: ns.queries]
     else:
