@@ -14,7 +14,7 @@ create schemas), and every gold query runs through the sandbox on each engine (a
 role on PostgreSQL). Printed: time per query per engine, the agreement of the gold's results with
 SQLite's (same rows as a multiset, numbers compared to 1e-6), each kind of disagreement with an
 example, and each engine's slowest miss over a short hostile corpus. With --predictions FILE
-(`sqltune evaluate`'s per-row JSONL of generator rows), the verdicts of those predictions by
+(`sqltune evaluate`'s per-row JSONL, or a run's predictions/eval-step-N.jsonl, of generator rows), the verdicts of those predictions by
 Spider's rule on each engine, side by side.
 """
 
@@ -153,7 +153,8 @@ def verdicts(path: Path, names: list[str], where: dict[str, dict[str, str]]) -> 
     rows = [r for r in rows if r.get("db_path") in where["sqlite"]]  # the rows `engines` copied the databases of
     counts = collections.Counter()
     for r in rows:
-        verdict = tuple(official.spider_exec_match(where[n][r["db_path"]], r["prediction"], r["response"]) for n in names)
+        pred, gold = r.get("predicted", r.get("prediction")), r.get("gold", r.get("response"))
+        verdict = tuple(official.spider_exec_match(where[n][r["db_path"]], pred, gold) for n in names)
         counts[verdict] += 1
     print(f"\npredictions of {path.name} ({len(rows)} rows on these databases), Spider's verdict per engine "
           f"({', '.join(names)}):")
@@ -178,7 +179,7 @@ def main() -> None:
         rows = [r for r in splits.load_splits(hp.data, hp.format.dialect)[ns.split] if r.get("db_path")][: ns.queries]
     elif ns.predictions:  # its rows, on their own databases
         rows = [json.loads(line) for line in ns.predictions.read_text().splitlines() if line.strip()]
-        rows = [r for r in rows if r.get("db_path")][: ns.queries]
+        rows = [{**r, "response": r.get("gold", r.get("response"))} for r in rows if r.get("db_path")][: ns.queries]
     else:
         rows = synthetic.generate(ns.queries, 0, tempfile.mkdtemp(prefix="sqltune-bench-"))
     if ns.engines:

@@ -202,7 +202,7 @@ def score(rows: list[dict[str, Any]], predictions: list[str], timeout_s: float,
     fields = ("bleu", *scoring.PER_ROW.values(), "error", "hardness")
     per_row = [
         {"question": r["instruction"], "gold": r["response"], "predicted": p, "difficulty": r.get("difficulty"),
-         **({"golds": r["golds"]} if r.get("golds") else {}),
+         **({"golds": r["golds"]} if r.get("golds") else {}), **({"db_path": r["db_path"]} if r.get("db_path") else {}),
          **({"candidates": candidates[i]} if candidates else {}), **{k: s[k] for k in fields}}
         for i, (r, p, s) in enumerate(zip(rows, predictions, scored["rows"]))
     ]
