@@ -83,6 +83,7 @@ def _grouped(columns: list[tuple], keys: list[tuple]) -> list[tuple[str, list[tu
     return [(name, cols, keys) for name, (cols, keys) in tables.items()]
 
 
+@functools.lru_cache(maxsize=256)  # rows of one database share their schema text: read its rows once
 def add_sample_rows(schema_text: str, db: str, n: int) -> str:
     """`schema_text` with up to `n` rows of each CREATE TABLE's table after it, as a comment (the
     columns the statement declares), read from the PostgreSQL or DuckDB database `db` through the
