@@ -367,3 +367,59 @@ def test_a_password_in_data_database_is_refused_in_one_line_that_does_not_show_i
         config.build(cfg)
     assert str(e.value).startswith("hyperparameters.data.database: holds a password") and "s3cret" not in str(e.value)
     assert config.build(tiny_config(tmp_path, data={"database": "postgresql://reader@db.internal/shop"}))
+
+
+def test_rows_without_a_database_are_fuzzed_on_the_engine_their_sql_is_written_for(pg: dict, tmp_path: Path, caplog
+                                                                                   ) -> None:
+    """eval.fuzz_on: a schema-only row whose gold is DuckDB's or PostgreSQL's SQL is judged on the
+    fuzzed databases copied into that engine. On SQLite such a gold gives no verdict (it doesn't
+    run there); on its own engine the right query counts and a near miss doesn't. Copies are made
+    once: DuckDB files beside the SQLite ones, PostgreSQL schemas `fuzz_*`; nothing else changes."""
+    from sqltune import rewards
+
+    with psycopg.connect(pg["admin"], autocommit=True) as conn:
+        conn.execute("CREATE ROLE fuzzer LOGIN")
+        conn.execute("GRANT CREATE ON DATABASE shop TO fuzzer")
+    fuzzer = pg["admin"].replace("user=postgres", "user=fuzzer")
+    before = _pg_state(pg)
+    caplog.set_level(logging.WARNING, logger="sqltune.sql.postgres")
+    cases = {"duckdb": ("SELECT name FROM singer WHERE age::INTEGER > 30 ORDER BY name", "duckdb"),
+             "postgres": ("SELECT name FROM singer WHERE age::int > 30 AND name ILIKE '%a%' ORDER BY name", fuzzer)}
+    for dialect, (gold, on) in cases.items():
+        row = {"instruction": "Names of singers over 30.", "input": TABLE, "response": gold}
+        near = gold.replace("> 30", ">= 30")
+        on_sqlite = score_one({**row, "prediction": gold}, fuzz_dir=tmp_path)
+        assert on_sqlite["executed_fuzz"] is None, dialect  # SQLite can't run this gold: no verdict
+        right = score_one({**row, "prediction": gold.replace("ORDER BY name", "ORDER BY 1")}, fuzz_dir=tmp_path, fuzz_on=on)
+        wrong = score_one({**row, "prediction": near}, fuzz_dir=tmp_path, fuzz_on=on)
+        assert (right["executed_fuzz"], wrong["executed_fuzz"]) == (True, False), (dialect, right, wrong)
+        parts = rewards.score_completion(gold, [gold], schema=TABLE, fuzz_dir=tmp_path, fuzz_on=on)
+        assert (parts.execution, parts.runs) == (1.0, 1.0), dialect
+    duck = sorted(tmp_path.glob("*.duckdb"))
+    assert len(duck) == 3 and all(p.with_suffix(".sqlite").is_file() for p in duck)
+    stamps = [p.stat().st_mtime_ns for p in duck]
+    gold = cases["duckdb"][0]
+    again = score_one({"input": TABLE, "response": gold, "prediction": gold}, fuzz_dir=tmp_path, fuzz_on="duckdb")
+    assert again["executed_fuzz"] is True and [p.stat().st_mtime_ns for p in duck] == stamps  # found, not made again
+    assert caplog.text.count("role fuzzer may write") == 1, caplog.text  # once, not once per fuzzed schema
+    with psycopg.connect(pg["admin"]) as conn:
+        schemas = [r[0] for r in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'fuzz_%'")]
+    assert len(schemas) == 3, schemas
+    after = _pg_state(pg)
+    assert (after[0], *after[2:]) == (before[0], *before[2:])  # the user's table, roles, settings untouched
+
+
+def test_eval_fuzz_on_follows_duckdb_and_must_agree_with_the_dialect(tmp_path: Path) -> None:
+    from conftest import tiny_config
+    from sqltune import config
+    from sqltune.errors import ConfigError
+
+    assert config.build(tiny_config(tmp_path, format={"dialect": "duckdb"})).hparams.eval.fuzz_on == "duckdb"
+    assert config.build(tiny_config(tmp_path)).hparams.eval.fuzz_on == "sqlite"
+    for ev, fmt, says in [({"fuzz_on": "duckdb"}, {}, "judges duckdb SQL, but format.dialect teaches the model sqlite's"),
+                          ({"fuzz_on": "mysql"}, {}, "go on sqlite, duckdb or a PostgreSQL URL, not 'mysql'"),
+                          ({"fuzz_on": "postgresql://u:s3cret@h/db"}, {"dialect": "postgres"}, "holds a password")]:
+        with pytest.raises(ConfigError) as e:
+            config.build(tiny_config(tmp_path, eval=ev, format=fmt))
+        assert str(e.value).startswith("hyperparameters.eval.fuzz_on: ") and says in str(e.value), str(e.value)
+        assert "s3cret" not in str(e.value)

@@ -190,14 +190,14 @@ def eval_rows(rows: list[dict[str, Any]], n: int, seed: int = 0) -> list[dict[st
 
 
 def score(rows: list[dict[str, Any]], predictions: list[str], timeout_s: float,
-          candidates: list[list[str]] | None = None) -> dict[str, Any]:
+          candidates: list[list[str]] | None = None, fuzz_on: str = "sqlite") -> dict[str, Any]:
     """Every SQL metric of the predictions (sql/scoring.py); rows without a database are scored on
-    databases fuzzed from their schema, cached under $SQLTUNE_CACHE/fuzz. With `candidates`, also
-    pass@k: some candidate of the row is right."""
+    databases fuzzed from their schema, cached under $SQLTUNE_CACHE/fuzz, on engine `fuzz_on`.
+    With `candidates`, also pass@k: some candidate of the row is right."""
     scored = scoring.score_rows(
         [{**r, "prediction": p, "db_path": r.get("db_path") or None, **({"candidates": candidates[i]} if candidates else {})}
          for i, (r, p) in enumerate(zip(rows, predictions))],
-        timeout_s=timeout_s, fuzz_dir=cache_root() / "fuzz",
+        timeout_s=timeout_s, fuzz_dir=cache_root() / "fuzz", fuzz_on=fuzz_on,
     )
     fields = ("bleu", *scoring.PER_ROW.values(), "error", "hardness")
     per_row = [
@@ -243,10 +243,10 @@ def generate_and_score(
 def score_candidates(rows: list[dict[str, Any]], found: list[list[str]], cfg: EvalSettings) -> dict[str, Any]:
     """Pick each row's answer from its candidates (the only one when there is one), then score."""
     if cfg.candidates == 1:
-        return score(rows, [c[0] for c in found], cfg.sql_timeout_s)
+        return score(rows, [c[0] for c in found], cfg.sql_timeout_s, fuzz_on=cfg.fuzz_on)
     picks = [guided.pick(c, r.get("db_path") or None, cfg.pick, needs_rows=cfg.pick_needs_rows,
                          timeout_s=cfg.sql_timeout_s) for r, c in zip(rows, found)]
-    return score(rows, [c[i] for c, i in zip(found, picks)], cfg.sql_timeout_s, candidates=found)
+    return score(rows, [c[i] for c, i in zip(found, picks)], cfg.sql_timeout_s, candidates=found, fuzz_on=cfg.fuzz_on)
 
 
 class GenerationEval:

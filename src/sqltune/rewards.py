@@ -55,17 +55,17 @@ def format_score(completion: str) -> float:
 
 
 def _databases(golds: list[str], db_path: str | None, schema: str | None,
-               fuzz_dir: Path | None) -> list[tuple[str, list[Path]]]:
+               fuzz_dir: Path | None, fuzz_on: str = "sqlite") -> list[tuple[str, list[Path] | list[str]]]:
     """(gold, databases to judge it on) for each gold that has some: the row's database, else fuzzed ones."""
     if db_path:
         return [(g, [Path(db_path)]) for g in golds]
     if not schema or fuzz_dir is None:
         return []
-    found = [(g, fuzz.fuzz_databases(schema, g, cache_dir=fuzz_dir)) for g in golds]
+    found = [(g, fuzz.fuzz_databases(schema, g, cache_dir=fuzz_dir, on=fuzz_on)) for g in golds]
     return [(g, dbs) for g, dbs in found if dbs]
 
 
-def _matches(dbs: list[Path], pred: str, gold: str, timeout_s: float) -> bool:
+def _matches(dbs: list[Path] | list[str], pred: str, gold: str, timeout_s: float) -> bool:
     try:
         return all(official.spider_exec_match(db, pred, gold, timeout_s=timeout_s) for db in dbs)
     except ValueError:  # the gold fails there: no credit, and the same for every completion of the row
@@ -81,11 +81,12 @@ def score_completion(
     *,
     timeout_s: float = 1.0,
     fuzz_dir: Path | None = None,
+    fuzz_on: str = "sqlite",
 ) -> Parts:
     """The three parts for one completion (see module doc); never raises on bad SQL."""
     pred = clean_sql(completion)
     golds = [clean_sql(g) for g in golds]
-    judged = _databases(golds, db_path, schema, fuzz_dir)
+    judged = _databases(golds, db_path, schema, fuzz_dir, fuzz_on)
     if judged:
         ran = execute(judged[0][1][0], pred, timeout_s=timeout_s).ok if pred else False
         executed = ran and any(_matches(dbs, pred, g, timeout_s) for g, dbs in judged)
@@ -101,9 +102,10 @@ class Scorer:
     completion (step, question, completion, its parts, gold)."""
 
     def __init__(self, *, timeout_s: float, fuzz_dir: Path | None, results: Results | None = None,
-                 rank: int = 0) -> None:
+                 rank: int = 0, fuzz_on: str = "sqlite") -> None:
         self.timeout_s = timeout_s
         self.fuzz_dir = fuzz_dir
+        self.fuzz_on = fuzz_on
         self.results = results
         self.rank = rank
         self._last: tuple[tuple, list[Parts]] | None = None
@@ -114,7 +116,7 @@ class Scorer:
         key = (tuple(texts), tuple(map(tuple, gold)), tuple(db_path), tuple(schema))
         if self._last is None or self._last[0] != key:
             parts = [score_completion(t, list(g), d or None, s or None,
-                                      timeout_s=self.timeout_s, fuzz_dir=self.fuzz_dir)
+                                      timeout_s=self.timeout_s, fuzz_dir=self.fuzz_dir, fuzz_on=self.fuzz_on)
                      for t, g, d, s in zip(texts, gold, db_path, schema)]
             self._last = (key, parts)
             if self.results is not None:

@@ -17,3 +17,13 @@ def check(lines: list[str]) -> None:
     """Raise the problems a validator found, if any: one pydantic error carrying them all."""
     if lines:
         raise PydanticCustomError(CROSS_FIELD, "{text}", {"text": "; ".join(lines), "lines": list(lines)})
+
+
+def no_password(value: str | None, field: str) -> None:
+    """A PostgreSQL reference holding a password is refused: it would travel into every
+    checkpoint's config copy, the summary and the cached splits."""
+    from sqltune.sql import engine
+
+    if value and engine.kind(value) == "postgres" and engine.display(value) != value:
+        check([f"{field}: holds a password, which would be written into every checkpoint and the run's summary; "
+               "remove it and set PGPASSWORD or a ~/.pgpass line instead"])

@@ -6,9 +6,8 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt, confloat, field_validator, model_validator
 
-from sqltune.config.base import Strict, check
+from sqltune.config.base import Strict, check, no_password
 from sqltune.config.prompt import sql_dialect
-from sqltune.sql import engine
 
 
 class SourceSpec(Strict):
@@ -62,9 +61,7 @@ class DataSettings(Strict):
     def _no_password(cls, value: str | None) -> str | None:
         """A password written here would travel into every checkpoint's config copy, the summary
         and the cached splits: it must come from PGPASSWORD or ~/.pgpass instead."""
-        if value and engine.kind(value) == "postgres" and engine.display(value) != value:
-            check(["hyperparameters.data.database: holds a password, which would be written into every checkpoint "
-                   "and the run's summary; remove it and set PGPASSWORD or a ~/.pgpass line instead"])
+        no_password(value, "hyperparameters.data.database")
         return value
 
     @model_validator(mode="after")

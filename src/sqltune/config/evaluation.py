@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt, confloat
+from pydantic import Field, PositiveInt, confloat, field_validator
 
-from sqltune.config.base import Strict
+from sqltune.config.base import Strict, check, no_password
 
 
 class EvalSettings(Strict):
@@ -21,3 +21,19 @@ class EvalSettings(Strict):
     pick: Literal["first_valid", "vote"] = Field(
         "first_valid", description="first_valid: the best-ranked candidate that runs; vote: the most common result")
     pick_needs_rows: bool = Field(False, description="first_valid: a candidate must also return rows")
+    fuzz_on: str = Field("sqlite", description="where rows without a database are judged, on databases fuzzed from "
+                                               "their schema: sqlite, duckdb, or a PostgreSQL URL whose role may "
+                                               "create schemas (password from PGPASSWORD or ~/.pgpass); follows "
+                                               "format.dialect: duckdb")
+
+    @field_validator("fuzz_on")
+    @classmethod
+    def _an_engine(cls, value: str) -> str:
+        from sqltune.sql.fuzz import engines
+
+        try:
+            engines.dialect(value)
+        except ValueError as e:
+            check([f"hyperparameters.eval.fuzz_on: {e}"])
+        no_password(value, "hyperparameters.eval.fuzz_on")
+        return value

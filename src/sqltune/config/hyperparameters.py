@@ -3,6 +3,7 @@ that span blocks."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from pydantic import model_validator
@@ -16,6 +17,9 @@ from sqltune.config.model import ModelSettings
 from sqltune.config.prompt import FormatSettings
 from sqltune.config.quantization import QuantizationSettings
 from sqltune.config.train import TrainSettings
+from sqltune.sql.fuzz import engines
+
+log = logging.getLogger(__name__)
 
 
 class Hyperparameters(Strict):
@@ -29,9 +33,30 @@ class Hyperparameters(Strict):
     grpo: GRPOSettings | None = None
     training_args: dict[str, Any]
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fuzz_on_follows_dialect(cls, data: Any) -> Any:
+        """eval.fuzz_on unset and the model taught DuckDB's SQL: rows without a database are judged
+        on DuckDB (it needs no server; PostgreSQL needs one, so it must be named)."""
+        if isinstance(data, dict) and isinstance(data.get("format"), dict) and data["format"].get("dialect") == "duckdb":
+            given = data.get("eval") or {}
+            if isinstance(given, dict) and "fuzz_on" not in given:
+                data = {**data, "eval": {**given, "fuzz_on": "duckdb"}}
+        return data
+
     @model_validator(mode="after")
     def _blocks_agree(self) -> Hyperparameters:
         lines = []
+        fuzz_dialect = engines.dialect(self.eval.fuzz_on)
+        if fuzz_dialect != self.format.dialect:
+            if "fuzz_on" in self.eval.model_fields_set:
+                lines.append(f"hyperparameters.eval.fuzz_on: judges {fuzz_dialect} SQL, but format.dialect teaches the "
+                             f"model {self.format.dialect}'s: name an engine of that dialect")
+            else:
+                log.warning("format.dialect is %s, but rows without a database are judged on databases fuzzed in "
+                            "SQLite%s", self.format.dialect,
+                            "; set eval.fuzz_on to a PostgreSQL URL to judge them on PostgreSQL"
+                            if self.format.dialect == "postgres" else "")
         if self.quantization is not None:
             if not self.lora.enabled:
                 lines.append("hyperparameters.quantization: quantized weights can't be trained; set lora.enabled: true "

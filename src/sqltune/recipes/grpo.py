@@ -236,7 +236,7 @@ class Recipe:
             generation = evaluate.GenerationEval(rows["valid"], tokenizer, hp.format.system_text(), hp.eval, run_folder,
                                                  hp.format.layout)
         scorer = rewards.Scorer(timeout_s=hp.grpo.sql_timeout_s, fuzz_dir=cache_root() / "fuzz",
-                                results=run_folder, rank=args.process_index)
+                                results=run_folder, rank=args.process_index, fuzz_on=hp.eval.fuzz_on)
         trainer = SQLGRPOTrainer(
             model=net,
             reward_funcs=rewards.reward_functions(scorer),

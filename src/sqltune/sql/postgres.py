@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 
 import psycopg
@@ -63,11 +64,11 @@ def _connect(db: str) -> psycopg.Connection:
             except psycopg.errors.InsufficientPrivilege:
                 conn.rollback()
                 cur.execute("SELECT current_setting('temp_file_limit')")
-                if cur.fetchone()[0] == "-1" and (db, "temp_file_limit") not in _WARNED:
-                    _WARNED.add((db, "temp_file_limit"))
+                if cur.fetchone()[0] == "-1" and (_database(db), "temp_file_limit") not in _WARNED:
+                    _WARNED.add((_database(db), "temp_file_limit"))
                     log.warning("%s: temp_file_limit is unlimited for this role and it may not set it: a query may "
                                 "fill the server's disk with temporary files (ALTER ROLE ... SET temp_file_limit, "
-                                "or GRANT SET ON PARAMETER temp_file_limit TO the role)", display(db))
+                                "or GRANT SET ON PARAMETER temp_file_limit TO the role)", display(_database(db)))
                 conn.rollback()
     except BaseException:
         conn.close()
@@ -90,10 +91,17 @@ def _check_role(conn: psycopg.Connection, db: str) -> None:
                     "AND privilege_type IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE')")
         writable = cur.fetchone()[0]
         conn.rollback()
-    if writable and (db, "writer") not in _WARNED:
-        _WARNED.add((db, "writer"))
+    if writable and (_database(db), "writer") not in _WARNED:
+        _WARNED.add((_database(db), "writer"))
         log.warning("role %s may write %d table privilege(s) on %s: queries still run read-only and are rolled "
-                    "back, but a read-only role is safer (GRANT pg_read_all_data)", name, writable, display(db))
+                    "back, but a read-only role is safer (GRANT pg_read_all_data)", name, writable,
+                    display(_database(db)))
+
+
+def _database(db: str) -> str:
+    """`db` without its `options` (a search_path): the schemas of one database, such as fuzzed
+    copies (fuzz/engines.py), are warned about once, not once each."""
+    return re.sub(r"\s*options='[^']*'", "", re.sub(r"[?&]options=[^&#]*", "", db))
 
 
 _CHECKED: dict[str, str | None] = {}

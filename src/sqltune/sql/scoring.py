@@ -66,9 +66,11 @@ def _schema(row: dict[str, Any]) -> spider_parse.SpiderSchema | None:
         return None
 
 
-def score_one(row: dict[str, Any], *, timeout_s: float = 1.0, fuzz_dir: Path | None = None) -> dict[str, Any]:
+def score_one(row: dict[str, Any], *, timeout_s: float = 1.0, fuzz_dir: Path | None = None,
+              fuzz_on: str = "sqlite") -> dict[str, Any]:
     """Every metric of one prediction (see module doc): the per-row fields of PER_ROW, plus `bleu`,
-    `error` (why the prediction failed, or "gold: ..." when the gold did) and `hardness`."""
+    `error` (why the prediction failed, or "gold: ..." when the gold did) and `hardness`. `fuzz_on`:
+    the engine fuzzed databases are judged on (fuzz/engines.py)."""
     pred = clean_sql(row["prediction"])
     golds = [clean_sql(g) for g in row_golds(row)]
     out: dict[str, Any] = {"bleu": sacrebleu.sentence_bleu(pred, golds[:1]).score,
@@ -93,7 +95,7 @@ def score_one(row: dict[str, Any], *, timeout_s: float = 1.0, fuzz_dir: Path | N
         out["valid"] = parse_query(pred) is not None
         out["error"] = None if out["valid"] else "sqlglot cannot parse the prediction"
         if fuzz_dir is not None and row.get("input"):
-            fuzzed = [(g, fuzz.fuzz_databases(row["input"], g, cache_dir=fuzz_dir)) for g in golds]
+            fuzzed = [(g, fuzz.fuzz_databases(row["input"], g, cache_dir=fuzz_dir, on=fuzz_on)) for g in golds]
             fuzzed = [(g, dbs) for g, dbs in fuzzed if dbs]
             if fuzzed:
                 out["executed_fuzz"] = any(fuzz.fuzz_exec_match(dbs, pred, g, timeout_s=timeout_s) for g, dbs in fuzzed)
@@ -117,7 +119,8 @@ def _summary(results: list[dict], preds: list[str], golds: list[str]) -> dict[st
     return out
 
 
-def score_rows(rows: list[dict[str, Any]], *, timeout_s: float = 1.0, fuzz_dir: Path | None = None) -> dict[str, Any]:
+def score_rows(rows: list[dict[str, Any]], *, timeout_s: float = 1.0, fuzz_dir: Path | None = None,
+               fuzz_on: str = "sqlite") -> dict[str, Any]:
     """Per-row results (`score_one`, plus `difficulty`) and averages, overall and per group
     (`bleu_easy`, `execution_accuracy_hardness_extra`, `n_medium`, ...). `fuzz_dir` caches the
     fuzzed databases of rows without one (None: no fuzz metric).
@@ -129,7 +132,7 @@ def score_rows(rows: list[dict[str, Any]], *, timeout_s: float = 1.0, fuzz_dir: 
         for field in ("prediction", "response"):
             if not isinstance(row.get(field), str):
                 raise ValueError(f"row {i}: missing '{field}' (a string)")
-    results = [{**score_one(row, timeout_s=timeout_s, fuzz_dir=fuzz_dir), "difficulty": row.get("difficulty")}
+    results = [{**score_one(row, timeout_s=timeout_s, fuzz_dir=fuzz_dir, fuzz_on=fuzz_on), "difficulty": row.get("difficulty")}
                for row in rows]
     if not results:
         return {"summary": {"n": 0}, "rows": []}

@@ -31,6 +31,9 @@ parent anyway): the single-database blind spot Zhong et al. measured. Values are
 numbers, so a query that leans on the real domain (an IN list naming every category, a condition
 no real row fails) is wrong here. Cost per row, 3 databases, 2 CPU cores: 9 ms to build and check
 them once, 0.02 ms on a cache hit, 0.9 ms to score a prediction (3 sandboxed queries).
+
+For a model that writes DuckDB's or PostgreSQL's SQL, `fuzz_databases(..., on=ENGINE)` copies the
+same databases there and judges on them (engines.py).
 """
 
 from sqltune.sql.fuzz.databases import fuzz_databases, fuzz_exec_match

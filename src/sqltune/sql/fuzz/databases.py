@@ -12,6 +12,8 @@ from pathlib import Path
 from sqlglot import exp
 
 from sqltune.sql import official
+from sqltune.sql.dialect import transpile
+from sqltune.sql.fuzz import engines
 from sqltune.sql.fuzz.plan import plan_for
 from sqltune.sql.fuzz.schema import parse_schema
 from sqltune.sql.fuzz.values import build
@@ -81,7 +83,8 @@ def _make(schema_text: str, gold_sql: str, paths: list[Path], seed: int) -> tupl
             tmp.unlink(missing_ok=True)
 
 
-def fuzz_databases(schema_text: str, gold_sql: str, *, n: int = 3, seed: int = 0, cache_dir: Path) -> list[Path] | None:
+def fuzz_databases(schema_text: str, gold_sql: str, *, n: int = 3, seed: int = 0, cache_dir: Path,
+                   on: str = "sqlite") -> list[Path] | list[str] | None:
     """`n` fuzzed SQLite files for one (schema, gold) pair, built once and cached; None if unusable.
 
     Files are `<cache_dir>/<hash>-<i>.sqlite`, hashed over the schema text, the gold SQL, `n`,
@@ -89,7 +92,17 @@ def fuzz_databases(schema_text: str, gold_sql: str, *, n: int = 3, seed: int = 0
     and writes nothing. None when no CREATE TABLE parses, the gold does not parse, or the gold
     fails on the fuzzed data (a column the schema lacks, bad SQL): the row then has no fuzz
     verdict, and `<hash>.none` remembers it (not after a timeout). ~9 ms for 3 databases.
+
+    `on`: the engine the gold is written for and the databases are judged on: "sqlite", "duckdb"
+    or a PostgreSQL URL (engines.py: the same databases copied there).
     """
+    if on != "sqlite":
+        try:
+            lite_gold = transpile(gold_sql, read=engines.dialect(on), write="sqlite")
+        except ValueError:  # sqlglot can't say it in SQLite's SQL: no fuzzed data for it
+            return None
+        lites = fuzz_databases(schema_text, lite_gold, n=n, seed=seed, cache_dir=cache_dir)
+        return engines.copies(lites, gold_sql, on) if lites else None
     cache_dir = Path(cache_dir)
     digest = hashlib.sha256(f"{VERSION}\0{n}\0{seed}\0{schema_text}\0{gold_sql}".encode()).hexdigest()[:32]
     paths = [cache_dir / f"{digest}-{i}.sqlite" for i in range(n)]
@@ -107,7 +120,7 @@ def fuzz_databases(schema_text: str, gold_sql: str, *, n: int = 3, seed: int = 0
 
 
 
-def fuzz_exec_match(dbs: list[Path], pred: str, gold: str, *, timeout_s: float = 1.0) -> bool:
+def fuzz_exec_match(dbs: list[Path] | list[str], pred: str, gold: str, *, timeout_s: float = 1.0) -> bool:
     """True iff the prediction matches the gold on every database by Spider's execution rule
     (`official.spider_exec_match`, the rule of `eval_execution_accuracy`). False too if the gold
     fails there (a timeout)."""
