@@ -119,7 +119,7 @@ def engines(rows: list[dict], names: list[str], pg_url: str | None, predictions:
             for kind, n in kinds.most_common():
                 print(f"  {n:5d}  {kind}" + ("" if kind == "same" else f"   e.g. {example[kind]}"))
         if predictions is not None:
-            verdicts(predictions, names, where)
+            verdicts(predictions, names, where, rows)
         print("\nslowest hostile miss (timeout 1 s; a miss must come within 1.5 s):")
         table = Path(dbs[0]).stem
         for name in names:
@@ -131,6 +131,13 @@ def engines(rows: list[dict], names: list[str], pg_url: str | None, predictions:
                 assert not run.ok, (name, sql)
                 worst = max(worst, time.perf_counter() - start)
             print(f"  {name:<10}{worst:6.2f} s over {len(HOSTILE[name])} queries")
+
+
+def _verdict(db: str, pred: str, gold: str) -> bool | None:
+    try:
+        return official.spider_exec_match(db, pred, gold)
+    except ValueError:  # the gold fails on this engine
+        return None
 
 
 def _transpiled(sql: str, name: str) -> str:
@@ -148,18 +155,32 @@ def _first_table(db: str) -> str | None:
     return copy_db.quote_name(tables[0].name) if tables else None
 
 
-def verdicts(path: Path, names: list[str], where: dict[str, dict[str, str]]) -> None:
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    rows = [r for r in rows if r.get("db_path") in where["sqlite"]]  # the rows `engines` copied the databases of
-    counts = collections.Counter()
-    for r in rows:
+def verdicts(path: Path, names: list[str], where: dict[str, dict[str, str]], rows: list[dict]) -> None:
+    """Spider's verdict on each engine for each prediction, as written (SQLite's SQL) and with
+    prediction and gold transpiled to the engine's; a per-row file written before it carried
+    `db_path` finds its database through the question (the config's rows)."""
+    by_question = {r["instruction"]: r["db_path"] for r in rows}
+    preds = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    preds = [{**r, "db_path": r.get("db_path") or by_question.get(r.get("question"))} for r in preds]
+    preds = [r for r in preds if r["db_path"] in where["sqlite"]]  # the rows `engines` copied the databases of
+    counts: collections.Counter = collections.Counter()
+    right = collections.Counter()
+    for r in preds:
         pred, gold = r.get("predicted", r.get("prediction")), r.get("gold", r.get("response"))
-        verdict = tuple(official.spider_exec_match(where[n][r["db_path"]], pred, gold) for n in names)
-        counts[verdict] += 1
-    print(f"\npredictions of {path.name} ({len(rows)} rows on these databases), Spider's verdict per engine "
-          f"({', '.join(names)}):")
-    for verdict, n in counts.most_common():
-        print(f"  {n:5d}  {verdict}")
+        verdict = []
+        for n in names:
+            db = where[n][r["db_path"]]
+            verdict.append(_verdict(db, pred, gold))
+            right[n, "as written"] += verdict[-1] is True
+            right[n, "transpiled"] += _verdict(db, _transpiled(pred, n), _transpiled(gold, n)) is True
+        counts[tuple(verdict)] += 1
+    print(f"\npredictions of {path.name} ({len(preds)} rows on these databases), Spider's execution verdict:")
+    print(f"{'engine':<10}{'right as written':>18}{'right, both transpiled':>24}")
+    for n in names:
+        print(f"{n:<10}{right[n, 'as written']:>18d}{right[n, 'transpiled']:>24d}")
+    print(f"verdicts as written, per row ({', '.join(names)}; None: the gold fails there):")
+    for verdict, k in counts.most_common():
+        print(f"  {k:5d}  {verdict}")
 
 
 def main() -> None:
