@@ -2,6 +2,8 @@
 
     python bench/real_questions.py --data ~/text2sql-data/data --sets restaurants scholar
     python bench/real_questions.py --data ... --sets scholar --split query          # unseen SQL structures
+    python bench/real_questions.py --data ... --sets restaurants --train-on academic imdb yelp --valid-on scholar
+                                                              # leave restaurants out: train on the others
     python bench/real_questions.py --data ... --sets restaurants --sides sqltune --recipe experiments/real-questions.yaml
 
 Both sides train SmolLM2-135M-Instruct on the same rows (sqltune's loader: the set's own question or
@@ -42,8 +44,21 @@ SYSTEM = ("You are a helpful programmer assistant that excels at SQL. When promp
 
 
 def data_overrides(ns: argparse.Namespace, name: str) -> dict[str, Any]:
-    return {"source": f"text2sql-data:{Path(ns.data) / f'{name}.json'}", "split_by": ns.split, "subset": "all",
-            "fold": ns.fold}
+    """The set's own split; with --train-on, the set left out whole as the test split (the
+    --train-on sets whole in training, the --valid-on set's first 100 questions in validation)."""
+    def source(s: str) -> str:
+        return f"text2sql-data:{Path(ns.data) / f'{s}.json'}"
+
+    if ns.train_on:
+        return {"source": [*({"source": source(s), "split": "train"} for s in ns.train_on),
+                           {"source": source(ns.valid_on), "split": "valid", "max_rows": 100},  # eval loss: all of it
+                           {"source": source(name), "split": "test"}],
+                "subset": "all"}
+    return {"source": source(name), "split_by": ns.split, "subset": "all", "fold": ns.fold}
+
+
+def row_name(ns: argparse.Namespace, name: str) -> str:
+    return f"{name}-left-out" if ns.train_on else f"{name}-{ns.split}-{ns.fold}"
 
 
 def cpu_flags() -> str:
@@ -157,7 +172,7 @@ class StepClock(transformers.TrainerCallback):
 
 def sqltune(ns: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
     run_dir = work / "sqltune-run"
-    sets = [f"data.{k}={v}" for k, v in data_overrides(ns, name).items()]
+    sets = [f"data.{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in data_overrides(ns, name).items()]
     sets += [f"data.cache_dir={work / 'data'}", f"training_args.output_dir={run_dir}", *ns.set]
     log = work / "sqltune.log"
     env = {**os.environ, "OMP_NUM_THREADS": str(ns.threads)}
@@ -192,6 +207,9 @@ def main() -> None:
     p.add_argument("--sets", nargs="+", default=["restaurants", "scholar"])
     p.add_argument("--split", choices=("question", "query"), default="question")
     p.add_argument("--fold", type=int, default=0, help="the test fold of a 10-fold set")
+    p.add_argument("--train-on", nargs="+", default=[], metavar="SET",
+                   help="leave each of --sets out: train on these sets whole, validate on --valid-on, test on it whole")
+    p.add_argument("--valid-on", metavar="SET", help="with --train-on: the set validated on (its first 100 questions)")
     p.add_argument("--sides", default="plain,sqltune")
     p.add_argument("--recipe", default="experiments/real-questions.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="sqltune side: an override")
@@ -209,14 +227,16 @@ def main() -> None:
         side, name, work = ns.child
         _child(side, ns, name, Path(work))
         return
-    if HELD_OUT in ns.sets:
+    if HELD_OUT in {*ns.sets, *ns.train_on, ns.valid_on}:
         sys.exit(f"{HELD_OUT} is kept aside as an outside check of the recipe: not measured here")
+    if bool(ns.train_on) != bool(ns.valid_on):
+        sys.exit("--train-on and --valid-on go together")
     print(f"CPU flags: {cpu_flags()}; {ns.threads} threads; split {ns.split}, fold {ns.fold}; recipe {ns.recipe} {ns.set}")
     print(f"{'set':<12} {'side':<8} {'exec acc':>8} {'valid':>6} {'rows':>5} {'steps':>5} {'train s':>8} "
           f"{'eval s':>7} {'total s':>8} {'peak GiB':>8}")
     for name in ns.sets:
         for side in ns.sides.split(","):
-            work = Path(ns.work) / f"{name}-{ns.split}-{ns.fold}" / side
+            work = Path(ns.work) / row_name(ns, name) / side
             work.mkdir(parents=True, exist_ok=True)
             args = [a for a in sys.argv[1:]]
             subprocess.run([sys.executable, __file__, *args, "--child", side, name, str(work)], check=True)
