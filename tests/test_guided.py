@@ -58,3 +58,34 @@ def test_training_with_candidates_reports_pass_at_k(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in (tmp_path / "run" / "predictions" / "eval-step-6.jsonl").open()]
     assert len(rows) == 6 and all(len(r["candidates"]) == 3 and r["predicted"] in r["candidates"] for r in rows)
     assert all(r["pass_at_k"] or not r["executed"] for r in rows)  # the pick is one of the candidates
+
+
+def test_repair_sends_a_failed_answer_back_with_its_error(tmp_path: Path) -> None:
+    """eval.repair: every answer that fails to run goes back to the model once, with its error;
+    the row keeps the first query and its error, and the answer is replaced only by one that runs."""
+    cfg = tiny_config(tmp_path, eval={"generate_samples": 6, "max_new_tokens": 12, "batch_size": 3, "repair": True},
+                      format={"max_length": 160})
+    cfg["hyperparameters"]["data"] = {"source": f"spider:{SPIDER}", "subset": "all", "cache_dir": str(tmp_path / "c")}
+    assert cli.main(["train", str(write_config(tmp_path, cfg))]) == 0
+    final = [m for m in read_metrics(tmp_path / "run") if m["group"] == "validation"][-1]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "predictions" / "eval-step-6.jsonl").open()]
+    sent = [r for r in rows if "repair" in r]
+    assert sent and final["eval_repaired"] == len(sent)  # a 2-layer random model's SQL fails to run
+    assert all(r["repair"]["error"] and r["repair"]["sql"] for r in sent)
+    assert all(r["valid"] or r["predicted"] == r["repair"]["sql"] for r in sent)  # replaced only by what runs
+    assert final["eval_repaired_runs"] == sum(r["valid"] for r in sent)
+    assert all(r["valid"] for r in rows if "repair" not in r)
+
+
+def test_a_row_without_a_database_finds_its_error_on_one_drawn_from_its_schema(tmp_path: Path, monkeypatch) -> None:
+    from sqltune import evaluate
+    from sqltune.config import EvalSettings
+
+    monkeypatch.setenv("SQLTUNE_CACHE", str(tmp_path))
+    row = {"instruction": "Names?", "input": "CREATE TABLE singer (id INTEGER PRIMARY KEY, name TEXT, age INTEGER);",
+           "response": "SELECT name FROM singer"}
+    cfg = EvalSettings()
+    assert "no such column: nme" in evaluate.run_error(row, "SELECT nme FROM singer", cfg)
+    assert evaluate.run_error(row, "SELECT name FROM singer WHERE age > 3", cfg) is None
+    assert evaluate.run_error({**row, "input": ""}, "SELECT nme FROM singer", cfg) is None  # nowhere to run it
+    assert len(list((tmp_path / "fuzz").glob("*-schema.sqlite"))) == 1  # drawn once, from the schema alone

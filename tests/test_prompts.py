@@ -85,3 +85,14 @@ def test_collator_pads_right_with_minus_100_labels() -> None:
     assert batch["input_ids"].tolist() == [[5, 6, 7], [5, 0, 0]]
     assert batch["labels"].tolist() == [[-100, 6, 7], [5, -100, -100]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_a_repair_turn_shows_the_failed_query_and_its_error() -> None:
+    from sqltune import prompts
+
+    row = {"instruction": "Names?", "input": "CREATE TABLE singer (name TEXT)", "response": "SELECT name FROM singer",
+           "repair": {"sql": "SELECT nme FROM singer", "error": "OperationalError: no such column: nme"}}
+    msgs = prompts.messages(row, "sys", fold_system=False, answer=False)
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user"]
+    assert msgs[2]["content"] == "SELECT nme FROM singer"
+    assert msgs[3]["content"] == prompts.REPAIR_TEMPLATE.format(error="OperationalError: no such column: nme")

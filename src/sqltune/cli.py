@@ -130,15 +130,22 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
 
     ckpt = checkpoint_folder(ns.checkpoint)
     _quiet_libraries()
+    import pydantic
+
     from sqltune import evaluate, model, prune, rundir
+    from sqltune.config.experiment import pydantic_problems
 
     hp = rundir.checkpoint_hparams(ckpt)
     net, tokenizer = model.load_checkpoint(ckpt, hp)
     name, rows = _read_eval_rows(ns.data, hp)
     rows, _ = prune.prepare(evaluate.eval_rows(rows, ns.samples or len(rows)), tokenizer, hp.format,
                             use_gold=False, name=name)
-    cfg = hp.eval.model_copy(update={k: v for k, v in (("batch_size", ns.batch_size), ("max_new_tokens", ns.max_new_tokens),
-                                                        ("candidates", ns.candidates), ("pick", ns.pick)) if v})
+    given = {k: v for k, v in (("batch_size", ns.batch_size), ("max_new_tokens", ns.max_new_tokens),
+                               ("candidates", ns.candidates), ("pick", ns.pick), ("repair", ns.repair)) if v}
+    try:  # validated: --repair needs candidates 1
+        cfg = type(hp.eval).model_validate({**hp.eval.model_dump(), **given})
+    except pydantic.ValidationError as e:
+        raise ConfigError(pydantic_problems(e)) from None
     result = evaluate.generate_and_score(net, tokenizer, rows, hp.format.system_text(), cfg, layout=hp.format.layout)
     out = Path(ns.output or f"predictions-{name}.jsonl")
     out.write_text("".join(json.dumps(r) + "\n" for r in result["rows"]))
@@ -263,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-new-tokens", type=int)
     e.add_argument("--candidates", type=int, metavar="K", help="execution-guided: K candidates per question (default eval.candidates)")
     e.add_argument("--pick", choices=("first_valid", "vote"), help="how a candidate is chosen (default eval.pick)")
+    e.add_argument("--repair", action="store_true", default=None,
+                   help="an answer that fails to run goes back to the model with its error, once (eval.repair)")
     e.set_defaults(func=cmd_evaluate)
 
     pr = sub.add_parser("predict", help="print the SQL a checkpoint writes for one question")

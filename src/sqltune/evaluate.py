@@ -31,7 +31,8 @@ from tqdm.auto import tqdm
 from sqltune import prompts
 from sqltune.batches import grouped, row_key
 from sqltune.model.loss import MIN_SHARED_PREFIX
-from sqltune.sql import guided, scoring
+from sqltune.sql import fuzz, guided, sandbox, scoring
+from sqltune.sql.execute import clean_sql
 from sqltune.cache import cache_root
 from sqltune.config import EvalSettings
 from sqltune.rundir import Results
@@ -190,7 +191,8 @@ def eval_rows(rows: list[dict[str, Any]], n: int, seed: int = 0) -> list[dict[st
 
 
 def score(rows: list[dict[str, Any]], predictions: list[str], timeout_s: float,
-          candidates: list[list[str]] | None = None, fuzz_on: str = "sqlite") -> dict[str, Any]:
+          candidates: list[list[str]] | None = None, fuzz_on: str = "sqlite",
+          repairs: list[dict[str, str] | None] | None = None) -> dict[str, Any]:
     """Every SQL metric of the predictions (sql/scoring.py); rows without a database are scored on
     databases fuzzed from their schema, cached under $SQLTUNE_CACHE/fuzz, on engine `fuzz_on`.
     With `candidates`, also pass@k: some candidate of the row is right."""
@@ -203,10 +205,15 @@ def score(rows: list[dict[str, Any]], predictions: list[str], timeout_s: float,
     per_row = [
         {"question": r["instruction"], "gold": r["response"], "predicted": p, "difficulty": r.get("difficulty"),
          **({"golds": r["golds"]} if r.get("golds") else {}), **({"db_path": r["db_path"]} if r.get("db_path") else {}),
-         **({"candidates": candidates[i]} if candidates else {}), **{k: s[k] for k in fields}}
+         **({"candidates": candidates[i]} if candidates else {}), **{k: s[k] for k in fields},
+         **({"repair": repairs[i]} if repairs and repairs[i] else {})}
         for i, (r, p, s) in enumerate(zip(rows, predictions, scored["rows"]))
     ]
-    return {"summary": scored["summary"], "rows": per_row}
+    summary = scored["summary"]
+    if repairs is not None:  # rows sent back to the model with their error, and how many of those now run
+        summary = {**summary, "repaired": sum(x is not None for x in repairs),
+                   "repaired_runs": sum(x is not None and bool(s["valid"]) for x, s in zip(repairs, scored["rows"]))}
+    return {"summary": summary, "rows": per_row}
 
 
 def generate_and_score(
@@ -215,13 +222,27 @@ def generate_and_score(
 ) -> dict[str, Any]:
     """Generate on every rank (rows sharded), score on the chief, same result on every rank.
     With `cfg.candidates` > 1 each row's answer is picked by execution (sql/guided.py)."""
-    rank, world = _world()
-    shard = rows[rank::world]
     kw = {"max_new_tokens": cfg.max_new_tokens, "batch_size": cfg.batch_size, "candidates": cfg.candidates,
           "decoding": cfg.decoding, "temperature": cfg.temperature, "layout": layout}
+    found = _generate_everywhere(model, tokenizer, rows, system_prompt, kw)
+    repairs = _repair_round(model, tokenizer, rows, found, system_prompt, cfg, kw) if cfg.repair else None
+    rank, world = _world()
+    result = score_candidates(rows, found, cfg, repairs) if rank == 0 else None
+    if world > 1:
+        box = [result]
+        dist.broadcast_object_list(box, src=0)
+        result = box[0]
+    return result
+
+
+def _generate_everywhere(model: Any, tokenizer: Any, rows: list[dict[str, Any]], system_prompt: str,
+                         kw: dict[str, Any]) -> list[list[str]]:
+    """`generate_candidates` over `rows`, dealt round-robin to the ranks; every rank gets all."""
+    rank, world = _world()
+    shard = rows[rank::world]
     n_batches = None
     if world > 1 and _zero3():
-        n_batches = -(-len(rows[0::world]) // cfg.batch_size)  # the longest shard's batch count
+        n_batches = -(-len(rows[0::world]) // kw["batch_size"])  # the longest shard's batch count
         if not shard and rows:  # fewer rows than ranks: step generation on a throwaway row
             generate_candidates(model, tokenizer, rows[:1], system_prompt, pad_batches_to=n_batches, progress=False, **kw)
     found = [] if not shard else generate_candidates(model, tokenizer, shard, system_prompt, pad_batches_to=n_batches,
@@ -232,18 +253,55 @@ def generate_and_score(
         found = [None] * len(rows)
         for r, part in enumerate(gathered):
             found[r::world] = part
-    result = score_candidates(rows, found, cfg) if rank == 0 else None
+    return found
+
+
+def _repair_round(model: Any, tokenizer: Any, rows: list[dict[str, Any]], found: list[list[str]],
+                  system_prompt: str, cfg: EvalSettings, kw: dict[str, Any]) -> list[dict[str, str] | None]:
+    """eval.repair: each answer that fails to run (on its row's database; without one, on a
+    database drawn from its schema text alone, never from the gold) goes back to the model with its
+    error (prompts.REPAIR_TEMPLATE), and the model writes again. A new query that runs replaces it
+    in `found` (in place); the first query and its error are returned for the row (None: it ran).
+    The chief runs the queries and tells the other ranks, so every rank regenerates the same rows."""
+    rank, world = _world()
+    failed = [(i, run_error(r, found[i][0], cfg)) for i, r in enumerate(rows)] if rank == 0 else None
     if world > 1:
-        box = [result]
+        box = [failed]
         dist.broadcast_object_list(box, src=0)
-        result = box[0]
-    return result
+        failed = box[0]
+    failed = [(i, err) for i, err in failed if err]
+    repairs: list[dict[str, str] | None] = [None] * len(rows)
+    if not failed:
+        return repairs
+    retry = [{**rows[i], "repair": {"sql": found[i][0], "error": err}} for i, err in failed]
+    again = _generate_everywhere(model, tokenizer, retry, system_prompt, kw)
+    checked = [run_error(r, a[0], cfg) for r, a in zip(retry, again)] if rank == 0 else [None] * len(retry)
+    if world > 1:
+        box = [checked]
+        dist.broadcast_object_list(box, src=0)
+        checked = box[0]
+    for (i, err), answer, new_err in zip(failed, again, checked):
+        repairs[i] = {"sql": found[i][0], "error": err}
+        if not new_err:
+            found[i] = answer
+    return repairs
 
 
-def score_candidates(rows: list[dict[str, Any]], found: list[list[str]], cfg: EvalSettings) -> dict[str, Any]:
+def run_error(row: dict[str, Any], sql: str, cfg: EvalSettings) -> str | None:
+    """Why `sql` fails on the row's database, or on one drawn from its schema text; None if it
+    runs, or if there is nowhere to run it."""
+    db = row.get("db_path") or fuzz.schema_database(row.get("input") or "", cache_dir=cache_root() / "fuzz",
+                                                        on=cfg.fuzz_on)
+    if not db:
+        return None
+    return sandbox.execute(db, clean_sql(sql), timeout_s=cfg.sql_timeout_s).error
+
+
+def score_candidates(rows: list[dict[str, Any]], found: list[list[str]], cfg: EvalSettings,
+                     repairs: list[dict[str, str] | None] | None = None) -> dict[str, Any]:
     """Pick each row's answer from its candidates (the only one when there is one), then score."""
     if cfg.candidates == 1:
-        return score(rows, [c[0] for c in found], cfg.sql_timeout_s, fuzz_on=cfg.fuzz_on)
+        return score(rows, [c[0] for c in found], cfg.sql_timeout_s, fuzz_on=cfg.fuzz_on, repairs=repairs)
     picks = [guided.pick(c, r.get("db_path") or None, cfg.pick, needs_rows=cfg.pick_needs_rows,
                          timeout_s=cfg.sql_timeout_s) for r, c in zip(rows, found)]
     return score(rows, [c[i] for c, i in zip(found, picks)], cfg.sql_timeout_s, candidates=found, fuzz_on=cfg.fuzz_on)

@@ -26,6 +26,8 @@ LAYOUTS = {
 DEFAULT_LAYOUT = "schema_first"
 # With `format.examples`: solved similar questions between the schema and the answer (data/examples.py)
 EXAMPLE_TEMPLATE = "Example task: {question}\nExample SQL query: {sql}\n"
+# eval.repair: after the model's failed query (an assistant turn), the next user turn
+REPAIR_TEMPLATE = "That SQL query failed: {error}\nWrite the corrected SQL query."
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -82,6 +84,9 @@ def messages(row: dict[str, Any], system_prompt: str, *, fold_system: bool, answ
         msgs = [{"role": "system", "content": system_prompt}, {"role": "user", "content": user}]
     else:
         msgs = [{"role": "user", "content": user}]
+    if row.get("repair"):  # evaluate's repair round: the failed query, its error, then a new answer
+        msgs += [{"role": "assistant", "content": row["repair"]["sql"]},
+                 {"role": "user", "content": REPAIR_TEMPLATE.format(error=row["repair"]["error"])}]
     if answer:
         msgs.append({"role": "assistant", "content": str(row["response"]).strip()})
     return msgs

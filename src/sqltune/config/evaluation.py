@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, PositiveInt, confloat, field_validator
+from pydantic import Field, PositiveInt, confloat, field_validator, model_validator
 
 from sqltune.config.base import Strict, check, no_password
 
@@ -21,10 +21,19 @@ class EvalSettings(Strict):
     pick: Literal["first_valid", "vote"] = Field(
         "first_valid", description="first_valid: the best-ranked candidate that runs; vote: the most common result")
     pick_needs_rows: bool = Field(False, description="first_valid: a candidate must also return rows")
+    repair: bool = Field(False, description="an answer that fails to run goes back to the model with its error, and "
+                                            "it writes again (one round; greedy, candidates: 1)")
     fuzz_on: str = Field("sqlite", description="where rows without a database are judged, on databases fuzzed from "
                                                "their schema: sqlite, duckdb, or a PostgreSQL URL whose role may "
                                                "create schemas (password from PGPASSWORD or ~/.pgpass); follows "
                                                "format.dialect: duckdb")
+
+    @model_validator(mode="after")
+    def _repair_greedy(self) -> EvalSettings:
+        if self.repair and self.candidates > 1:
+            check(["hyperparameters.eval.repair: with candidates: 1 only (with several candidates, first_valid "
+                   "already picks one that runs)"])
+        return self
 
     @field_validator("fuzz_on")
     @classmethod

@@ -129,7 +129,7 @@ def _normalise_shorthands(hp: dict[str, Any], problems: list[str]) -> dict[str, 
 _UNION_TAG = re.compile(r"(str|int|float|bool|list\[.*\]|dict\[.*\]|literal\[.*\]|[A-Z]\w*)")  # pydantic's union branch names
 
 
-def _pydantic_problems(err: ValidationError) -> list[str]:
+def pydantic_problems(err: ValidationError) -> list[str]:
     """One line per problem, at the field's path. A union (data.source: text or a list) reports a
     failure per branch, tagged with the branch's type: the tags go, and a branch's failure at a
     field that another branch's error lies under (a list item's weight) is the one kept."""
@@ -171,7 +171,7 @@ def build(raw: dict[str, Any], overrides: list[str] = (), path: Path | None = No
         hparams = Hyperparameters.model_validate(hp)
     except ValidationError as e:
         open_spaces = {p.split(" ")[0] for p in problems if "is a search space" in p}
-        problems.extend(p for p in _pydantic_problems(e) if p.split(":")[0] not in open_spaces)
+        problems.extend(p for p in pydantic_problems(e) if p.split(":")[0] not in open_spaces)
     if hparams is not None:
         problems.extend(preflight.problems(hparams))
     if problems:

@@ -36,7 +36,7 @@ For a model that writes DuckDB's or PostgreSQL's SQL, `fuzz_databases(..., on=EN
 same databases there and judges on them (engines.py).
 """
 
-from sqltune.sql.fuzz.databases import fuzz_databases, fuzz_exec_match
+from sqltune.sql.fuzz.databases import fuzz_databases, fuzz_exec_match, schema_database
 from sqltune.sql.fuzz.schema import parse_schema
 
-__all__ = ["fuzz_databases", "fuzz_exec_match", "parse_schema"]
+__all__ = ["fuzz_databases", "fuzz_exec_match", "parse_schema", "schema_database"]

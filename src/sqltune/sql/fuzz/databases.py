@@ -14,7 +14,7 @@ from sqlglot import exp
 from sqltune.sql import official
 from sqltune.sql.dialect import transpile
 from sqltune.sql.fuzz import engines
-from sqltune.sql.fuzz.plan import plan_for
+from sqltune.sql.fuzz.plan import Plan, plan_for
 from sqltune.sql.fuzz.schema import parse_schema
 from sqltune.sql.fuzz.values import build
 from sqltune.sql.match import parse_query
@@ -118,6 +118,29 @@ def fuzz_databases(schema_text: str, gold_sql: str, *, n: int = 3, seed: int = 0
     return dbs
 
 
+
+
+def schema_database(schema_text: str, *, cache_dir: Path, on: str = "sqlite") -> Path | str | None:
+    """One database drawn from the CREATE TABLE text alone (random rows; no gold is looked at),
+    built once as `<cache_dir>/<hash>-schema.sqlite` (copied to `on` as fuzz_databases does): where
+    a prediction's error is found for a row without a database (evaluate's repair round). None
+    when no CREATE TABLE parses."""
+    tables = parse_schema(schema_text) if schema_text else None
+    if not tables:
+        return None
+    digest = hashlib.sha256(f"{VERSION}\0schema\0{schema_text}".encode()).hexdigest()[:32]
+    path = Path(cache_dir) / f"{digest}-schema.sqlite"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            data = build(tables, Plan(), random.Random(0))
+        except (sqlite3.Error, OverflowError, ValueError):
+            return None
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)  # atomic: a reader sees a whole database or none
+    return path if on == "sqlite" else engines.copy(path, on)
 
 
 def fuzz_exec_match(dbs: list[Path] | list[str], pred: str, gold: str, *, timeout_s: float = 1.0) -> bool:

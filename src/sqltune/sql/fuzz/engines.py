@@ -60,13 +60,18 @@ def _postgres_copy(lite: Path, url: str) -> str:
     return copy
 
 
+def copy(lite: Path, on: str) -> str:
+    """The SQLite database `lite` on engine `on` (made once)."""
+    return _duckdb_copy(lite) if on == "duckdb" else _postgres_copy(lite, on)
+
+
 _CHECKED: dict[tuple[tuple[str, ...], str], bool] = {}  # (copies, gold) -> the gold runs on each
 
 
 def copies(lites: list[Path], gold: str, on: str) -> list[str] | None:
     """The SQLite databases `lites` on engine `on`; None when `gold` fails on a copy (checked once
     a process: scoring asks again for every prediction)."""
-    dbs = tuple(_duckdb_copy(p) if on == "duckdb" else _postgres_copy(p, on) for p in lites)
+    dbs = tuple(copy(p, on) for p in lites)
     if (dbs, gold) not in _CHECKED:
         _CHECKED[dbs, gold] = all(execute(db, gold).ok for db in dbs)
     return list(dbs) if _CHECKED[dbs, gold] else None
