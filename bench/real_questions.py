@@ -174,6 +174,9 @@ def sqltune(ns: argparse.Namespace, name: str, work: Path) -> dict[str, Any]:
     run_dir = work / "sqltune-run"
     sets = [f"data.{k}={json.dumps(v) if isinstance(v, list) else v}" for k, v in data_overrides(ns, name).items()]
     sets += [f"data.cache_dir={work / 'data'}", f"training_args.output_dir={run_dir}", *ns.set]
+    validated_on = ns.valid_on or name
+    if not any(Path(ns.data).glob(f"{validated_on}-db*.sqlite")):  # no database: validation scored by fuzzed execution
+        sets.insert(0, "searcher.metric=eval_fuzz_execution_accuracy")
     log = work / "sqltune.log"
     env = {**os.environ, "OMP_NUM_THREADS": str(ns.threads)}
     cmd = [sys.executable, "-m", "sqltune", "train", ns.recipe, "--fresh", *(a for s in sets for a in ("--set", s))]

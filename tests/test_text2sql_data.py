@@ -236,3 +236,21 @@ def test_compact_sql_means_the_same_on_the_database_in_fewer_tokens(folder: Path
     row = compact.compact_row({**rows[0], "examples": [{"question": "q", "sql": sql}]})
     assert row["response"] == short and row["examples"][0]["sql"] == short and row["golds"] == [sql]
     assert "create table restaurant" in row["input"]
+
+
+def test_a_searcher_metric_the_evaluation_cannot_report_is_refused_before_training(folder: Path, tmp_path: Path,
+                                                                                    capsys) -> None:
+    """Validation rows without a database report fuzzed execution accuracy only: a searcher ranked
+    by eval_execution_accuracy would stop the run at its first evaluation, so it is refused first."""
+    for source, metric, say in [("miniadv", "eval_execution_accuracy", "set searcher.metric: eval_fuzz_execution_accuracy"),
+                                ("minirest", "eval_fuzz_execution_accuracy", "set searcher.metric: eval_execution_accuracy")]:
+        cfg = tiny_config(tmp_path, data={"source": f"text2sql-data:{folder / f'{source}.json'}", "split_by": "question",
+                                          "subset": "all", "cache_dir": str(tmp_path / "cache")},
+                          format={"max_length": 512}, eval={"generate_samples": 3, "max_new_tokens": 8})
+        cfg["searcher"].update(metric=metric, smaller_is_better=False)
+        assert cli.main(["train", str(write_config(tmp_path, cfg)), "--fresh"]) != 0
+        err = capsys.readouterr().err
+        assert f"searcher.metric '{metric}' will not be reported" in err and say in err, err
+        assert not (tmp_path / "run" / "metrics.jsonl").exists() or not read_metrics(tmp_path / "run")
+    right = config.build(cfg, ["searcher.metric=eval_execution_accuracy"])  # --set reaches a local run's searcher
+    assert right.raw["searcher"]["metric"] == "eval_execution_accuracy" and cfg["searcher"]["metric"] != right.raw["searcher"]["metric"]

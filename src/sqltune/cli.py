@@ -256,7 +256,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one trial (locally from a YAML, or as a Determined trial)")
     t.add_argument("config", nargs="?", help="experiment YAML (omit on a cluster)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a hyperparameter, e.g. lora.r=16 or training_args.max_steps=20")
+                   help="override a hyperparameter, e.g. lora.r=16 or training_args.max_steps=20, or the "
+                        "searcher's, e.g. searcher.metric=eval_fuzz_execution_accuracy")
     t.add_argument("--fresh", action="store_true", help="ignore the run folder's latest checkpoint")
     t.set_defaults(func=cmd_train)
 

@@ -35,6 +35,7 @@ from sqltune.sql import fuzz, guided, sandbox, scoring
 from sqltune.sql.execute import clean_sql
 from sqltune.cache import cache_root
 from sqltune.config import EvalSettings
+from sqltune.errors import ConfigError
 from sqltune.rundir import Results
 
 log = logging.getLogger(__name__)
@@ -312,13 +313,28 @@ class GenerationEval:
     each evaluation's per-row predictions to `results` (the run folder)."""
 
     def __init__(self, rows: list[dict[str, Any]], tokenizer: Any, system_prompt: str, cfg: EvalSettings,
-                 results: Results, layout: str = prompts.DEFAULT_LAYOUT):
+                 results: Results, layout: str = prompts.DEFAULT_LAYOUT, searcher_metric: str | None = None):
         self.rows = eval_rows(rows, cfg.generate_samples)
         self.tokenizer = tokenizer
         self.system_prompt = system_prompt
         self.layout = layout
         self.cfg = cfg
         self.results = results
+        if problem := self.searcher_problem(searcher_metric):
+            raise ConfigError([problem])
+
+    def searcher_problem(self, metric: str | None) -> str | None:
+        """Why this evaluation would never report the searcher's `metric`, found before training
+        (else the run would stop at its first evaluation): execution accuracy needs validation
+        rows with a database, fuzzed execution accuracy rows without one."""
+        with_db = [bool(r.get("db_path")) for r in self.rows]
+        if metric in ("eval_execution_accuracy", "eval_bird_execution_accuracy") and not any(with_db):
+            return (f"searcher.metric '{metric}' will not be reported: no validation row has a database, so "
+                    "they are scored by fuzzed execution; set searcher.metric: eval_fuzz_execution_accuracy")
+        if metric == "eval_fuzz_execution_accuracy" and all(with_db):
+            return (f"searcher.metric '{metric}' will not be reported: every validation row has a database; "
+                    "set searcher.metric: eval_execution_accuracy")
+        return None
 
     def __call__(self, model: Any, prefix: str, step: int) -> dict[str, float]:
         result = generate_and_score(model, self.tokenizer, self.rows, self.system_prompt, self.cfg, self.layout)

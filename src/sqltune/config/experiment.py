@@ -158,7 +158,11 @@ def build(raw: dict[str, Any], overrides: list[str] = (), path: Path | None = No
         raise ConfigError(["hyperparameters: required mapping is missing"], str(path or "config"))
     hp = _unflatten(hp)
     for key, value in parse_overrides(list(overrides)):
-        set_path(hp, key, value)
+        if key.startswith("searcher."):  # a local run's searcher (on a cluster the master holds it)
+            raw["searcher"] = raw.get("searcher") if isinstance(raw.get("searcher"), dict) else {}
+            set_path(raw["searcher"], key.removeprefix("searcher."), value)
+        else:
+            set_path(hp, key, value)
     hp = resolve(hp, "", problems)
     hp = _normalise_shorthands(hp, problems)
     targs = hp.get("training_args")

@@ -234,7 +234,7 @@ class Recipe:
         generation = None
         if hp.eval.generate_samples:
             generation = evaluate.GenerationEval(rows["valid"], tokenizer, hp.format.system_text(), hp.eval, run_folder,
-                                                 hp.format.layout)
+                                                 hp.format.layout, searcher_metric=trial.searcher.get("metric"))
         scorer = rewards.Scorer(timeout_s=hp.grpo.sql_timeout_s, fuzz_dir=cache_root() / "fuzz",
                                 results=run_folder, rank=args.process_index, fuzz_on=hp.eval.fuzz_on)
         trainer = SQLGRPOTrainer(

@@ -171,7 +171,7 @@ class Recipe:
         generation = None
         if hp.eval.generate_samples:
             generation = evaluate.GenerationEval(rows["valid"], tokenizer, fmt.system_text(), hp.eval, run_folder,
-                                                 fmt.layout)
+                                                 fmt.layout, searcher_metric=trial.searcher.get("metric"))
         trainer = SQLTrainer(
             model=net,
             args=args,
