@@ -110,7 +110,8 @@ def main() -> None:
             same += f"  identical to old: {sum(a[0] == b[0] for a, b in zip(results['new'], results['old']))}/{len(rows)}"
         times[name] = took
         print(f"{name:<8}{took:>8.1f} s{peak:>8.2f} GiB peak so far"
-              + (f"  {times['old'] / took:.2f}x old" if "old" in times else "") + same, flush=True)
+              + "".join(f"  {times[b] / took:.2f}x {b}" for b in ("old", "old-sf") if b in times and b != name)
+              + same, flush=True)
 
 
 if __name__ == "__main__":
