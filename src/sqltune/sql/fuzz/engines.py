@@ -52,10 +52,14 @@ def _postgres_copy(lite: Path, url: str) -> str:
     schema = "fuzz_" + lite.stem.replace("-", "_")
     copy = copy_db.search_path_url(url, schema)
     if copy not in _LOADED:
-        with psycopg.connect(url) as conn:
-            found = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
-        if not found:
-            copy_db.to_postgres(lite, url, schema=schema)
+        with psycopg.connect(url, autocommit=True) as conn:
+            # ranks or processes scoring at once: one loads the schema, the others wait and find it
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (schema,))
+            try:
+                if not conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone():
+                    copy_db.to_postgres(lite, url, schema=schema)
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (schema,))
         _LOADED.add(copy)
     return copy
 
