@@ -36,15 +36,30 @@ from sqltune.data import splits, synthetic
 ROOT = Path(__file__).resolve().parents[1]
 
 
+OLD_LAYOUT = {"layout": "reference"}  # the prompts 844cdc8's code renders: reference (old), schema_first (old-sf)
+
+
+def _old_prompt_text(row, tokenizer, system_prompt):  # noqa: ANN001, ANN202
+    return prompts.prompt_text(row, tokenizer, system_prompt, OLD_LAYOUT["layout"])
+
+
 def old_generate_candidates():  # noqa: ANN201
-    """844cdc8's evaluate.generate_candidates, from git (it only needs format.prompt_text)."""
+    """844cdc8's evaluate.generate_candidates, from git. Its imports are mapped to today's names
+    (the house moved them): `sqltune.format` was `prompts` (prompt_text, end_of_turn_ids),
+    `config.EvalConfig` is `EvalSettings`, `config.cache_root` is `cache.cache_root`."""
     source = subprocess.run(["git", "-C", str(ROOT), "show", "844cdc8:src/sqltune/evaluate.py"],
                             check=True, capture_output=True, text=True).stdout
+    source = source.replace("from sqltune import format as fmt\n",
+                            "import types\nfrom sqltune import prompts as _prompts\n"
+                            "fmt = types.SimpleNamespace(prompt_text=None, end_of_turn_ids=_prompts.end_of_turn_ids)\n")
+    source = source.replace("from sqltune.config import EvalConfig, cache_root\n",
+                            "from sqltune.config import EvalSettings as EvalConfig\nfrom sqltune.cache import cache_root\n")
     path = Path(tempfile.mkdtemp()) / "old_evaluate.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("old_evaluate", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
+    mod.fmt.prompt_text = _old_prompt_text
     return mod.generate_candidates
 
 
@@ -94,14 +109,10 @@ def main() -> None:
           f"{ns.max_new_tokens} new tokens at most, {ns.threads} threads, "
           f"model {'checkpoint ' + ns.checkpoint if ns.checkpoint else 'SmolLM2 as shipped'}")
     for name in ns.variants.split(","):
-        if name == "old-sf":  # the old code renders the reference layout: swap prompt_text's default for this run
-            original = prompts.prompt_text
-            prompts.prompt_text = lambda r, t, s, layout="schema_first": original(r, t, s, layout)
+        OLD_LAYOUT["layout"] = "schema_first" if name == "old-sf" else "reference"
         started = time.perf_counter()
         results[name] = runs[name]()
         took = time.perf_counter() - started
-        if name == "old-sf":
-            prompts.prompt_text = original
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         same = ""
         if name == "new" and "old-sf" in results:
