@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -81,6 +82,7 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an override for every side")
     p.add_argument("--work", default="/tmp/sqltune-dialect")
     ns = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still stops the cluster (the with block's exit)
     Path(ns.work).mkdir(parents=True, exist_ok=True)
     hp = config.load(ns.config, ns.set).hparams
     rows = [r for part in splits.load_splits(hp.data).values() for r in part]
