@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import random
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from sqlglot import exp
 
+from sqltune.atomic import write_atomic
 from sqltune.sql import official
 from sqltune.sql.dialect import transpile
 from sqltune.sql.fuzz import engines
@@ -97,9 +99,8 @@ def fuzz_databases(schema_text: str, gold_sql: str, *, n: int = 3, seed: int = 0
     or a PostgreSQL URL (engines.py: the same databases copied there).
     """
     if on != "sqlite":
-        try:
-            lite_gold = transpile(gold_sql, read=engines.dialect(on), write="sqlite")
-        except ValueError:  # sqlglot can't say it in SQLite's SQL: no fuzzed data for it
+        lite_gold = _in_sqlite(gold_sql, engines.dialect(on))
+        if lite_gold is None:  # sqlglot can't say it in SQLite's SQL: no fuzzed data for it
             return None
         lites = fuzz_databases(schema_text, lite_gold, n=n, seed=seed, cache_dir=cache_dir)
         return engines.copies(lites, gold_sql, on) if lites else None
@@ -120,6 +121,14 @@ def fuzz_databases(schema_text: str, gold_sql: str, *, n: int = 3, seed: int = 0
 
 
 
+@functools.lru_cache(maxsize=4096)  # scoring asks again for every prediction of a row
+def _in_sqlite(gold_sql: str, dialect: str) -> str | None:
+    try:
+        return transpile(gold_sql, read=dialect, write="sqlite")
+    except ValueError:
+        return None
+
+
 def schema_database(schema_text: str, *, cache_dir: Path, on: str = "sqlite") -> Path | str | None:
     """One database drawn from the CREATE TABLE text alone (random rows; no gold is looked at),
     built once as `<cache_dir>/<hash>-schema.sqlite` (copied to `on` as fuzz_databases does): where
@@ -136,10 +145,7 @@ def schema_database(schema_text: str, *, cache_dir: Path, on: str = "sqlite") ->
             data = build(tables, Plan(), random.Random(0))
         except (sqlite3.Error, OverflowError, ValueError):
             return None
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)  # atomic: a reader sees a whole database or none
+        write_atomic(path, data)  # a reader sees a whole database or none
     return path if on == "sqlite" else engines.copy(path, on)
 
 
