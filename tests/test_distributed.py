@@ -481,3 +481,32 @@ def test_grpo_full_model_under_zero3(tmp_path: Path) -> None:
     assert {f"zero_pp_rank_{rank}_mp_rank_00_model_states.pt" for rank in (0, 1)} <= shards
     kl = kl_by_step(tmp_path / "run")
     assert kl[1] == pytest.approx(0.0, abs=1e-7) and kl[4] > 1e-6, kl
+
+
+# ---- the shared prompt start under DDP and ZeRO-3 ------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["ddp", "zero3"])
+def test_shared_prefix_under_ddp_and_zero3_gives_the_unshared_loss_and_gradients(tmp_path: Path, engine: str) -> None:
+    """Two ranks, each with its own rows sharing a 24-token start: the masked loss runs the start
+    once (decoder called on (1, 24), then on the rows' rest) inside one wrapped forward, and the
+    loss and reduced gradients (gathered from ZeRO-3's shards) equal the unshared run's."""
+    script = str(Path(__file__).with_name("shared_prefix_ranks.py"))
+    if engine == "ddp":
+        cmd = [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", script, engine, str(tmp_path)]
+    else:
+        cmd = deepspeed(tmp_path, script)[:-2] + [engine, str(tmp_path)]  # the launcher's line, our script's arguments
+    log = tmp_path / "log.txt"
+    ok(run(cmd, log), log)
+    found = [torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1)]
+    assert found[0]["shared"]["loss"] != pytest.approx(found[1]["shared"]["loss"])  # each rank had its own rows
+    for rank in found:
+        shared, unshared = rank["shared"], rank["unshared"]
+        assert shared["calls"] == [(1, 24), (3, 30)] and unshared["calls"] == [(3, 54)]
+        assert shared["loss"] == pytest.approx(unshared["loss"], abs=1e-6)
+        assert shared["grads"].keys() == unshared["grads"].keys()
+        for name, grad in shared["grads"].items():
+            torch.testing.assert_close(grad, unshared["grads"][name], rtol=1e-5, atol=1e-7, msg=name)
+    for name, grad in found[0]["shared"]["grads"].items():  # reduced across ranks: the same everywhere
+        torch.testing.assert_close(grad, found[1]["shared"]["grads"][name], rtol=1e-5, atol=1e-7, msg=name)
