@@ -49,13 +49,16 @@ def varied_format(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_grpo_from_sft_adapter_reports_rewards_checkpoints_and_resumes(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, varied_format: None) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, varied_format: None, capfd: pytest.CaptureFixture) -> None:
     (tmp_path / "sft").mkdir()
     start = sft_checkpoint(tmp_path / "sft")
     whole, split = tmp_path / "whole", tmp_path / "split"
     whole.mkdir(), split.mkdir()
 
     assert train(whole, grpo_config(whole, start)) == 0
+    logged = capfd.readouterr().err
+    assert "GRPO sampling: each group's prompt is prefilled once (4 rows, 2 prompts)" in logged
+    assert "GRPO log-probs: each group's prompt runs once" in logged
     metrics = read_metrics(whole / "run")
     steps = [m for m in metrics if m["group"] == "training"]
     assert [m["batches"] for m in steps] == [1, 2]
@@ -249,3 +252,46 @@ def test_each_groups_prompt_runs_once_with_trls_log_probs_and_gradients() -> Non
     for n, g in results["stock"][2].items():
         torch.testing.assert_close(results["shared"][2][n], g, rtol=1e-4, atol=1e-6, msg=n)
     assert group_logps.shared_logps(net, ids[[0, 3]], mask[[0, 3]], keep, False) is None  # nothing shared
+
+
+def test_sampling_prefills_each_groups_prompt_once_with_the_same_tokens() -> None:
+    """model/group_logps.prefilled_generate against the stock `generate` on TRL's generation batch
+    shape (two prompts of different lengths, left-padded, three copies each, in a row): the same
+    greedy tokens, and the same sampled tokens from the same seed; the backbone sees each prompt's
+    all-but-last tokens once (a batch of 2), not six times."""
+    import peft
+    import transformers
+
+    from conftest import TINY_LLAMA
+    from sqltune.model import group_logps
+
+    torch.manual_seed(0)
+    net = transformers.LlamaForCausalLM(transformers.LlamaConfig(**TINY_LLAMA, vocab_size=97))
+    net = peft.get_peft_model(net, peft.LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear"))
+    for name, p in net.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)  # B starts at zero; make the adapter matter
+    net.eval()
+    pad = 0
+    prompts = [[5, 6, 7, 8, 9, 10, 11], [12, 13, 14, 15]]
+    width = max(map(len, prompts))
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts for _ in range(3)])
+    mask = (torch.arange(width) >= torch.tensor([width - len(p) for p in prompts for _ in range(3)])[:, None]).long()
+    calls = []
+    net.get_base_model().get_decoder().register_forward_pre_hook(
+        lambda m, a, k: calls.append(tuple(k["input_ids"].shape)), with_kwargs=True)
+    for sampling in ({"do_sample": False}, {"do_sample": True, "temperature": 1.0, "top_k": 0}):
+        found = {}
+        for name in ("stock", "prefilled"):
+            calls.clear()
+            torch.manual_seed(7)
+            kw = {"max_new_tokens": 6, "min_new_tokens": 6, "pad_token_id": pad, **sampling}
+            out = net.generate(input_ids=ids, attention_mask=mask, **kw) if name == "stock" else \
+                group_logps.prefilled_generate(net, net.generate, ids, mask, **kw)
+            found[name] = (out, list(calls))
+        assert torch.equal(found["prefilled"][0], found["stock"][0]), sampling
+        assert found["stock"][1][0] == (6, width) and found["prefilled"][1][:2] == [(2, width - 1), (6, 1)]
+    singles = ids[[0, 3]], mask[[0, 3]]  # no prompt repeated: the stock call, unchanged
+    calls.clear()
+    group_logps.prefilled_generate(net, net.generate, *singles, max_new_tokens=2, do_sample=False, pad_token_id=pad)
+    assert calls[0] == (2, width)

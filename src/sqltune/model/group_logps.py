@@ -1,4 +1,4 @@
-"""GRPO's per-token log-probabilities with each group's prompt run once.
+"""GRPO's per-token log-probabilities, and its sampling, with each group's prompt run once.
 
 TRL's GRPOTrainer scores every completion by running the policy (and the reference) over prompt +
 completion, row by row: a group of `num_generations` completions of one prompt computes the same
@@ -18,6 +18,12 @@ for the shared prompt instead of one per row.
   where DDP and ZeRO-3 prepare their gradient reduction and parameter gathering; checked by the
   caller);
 - a batch where no two rows share a prompt.
+
+Sampling (`prefilled_generate`): TRL's generation batch holds each prompt `num_generations` times,
+left-padded, and `generate` prefills every copy. Here each distinct prompt, all but its last token,
+is prefilled once (positions from the mask, as `generate` derives them), the cache is repeated for
+its copies, and `generate` continues from it: the same logits at every step to float rounding, so
+the same greedy tokens, and the same draws from the same seed (a test checks both).
 """
 
 from __future__ import annotations
@@ -75,3 +81,28 @@ def shared_logps(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tens
         entropies = entropies.index_put((torch.cat([i for i, _ in out_entropies]),),
                                         torch.cat([v.float() for _, v in out_entropies]))
     return logps, entropies
+
+
+def prefilled_generate(model: Any, generate: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                       **kw: Any) -> torch.Tensor:
+    """`generate(input_ids=..., attention_mask=..., **kw)` with each run of identical prompts
+    prefilled once. Falls back to the plain call where the batch is not whole groups of one size in
+    a row (TRL's RepeatSampler deals them so), where a cache is already given, or under gradient
+    checkpointing in training mode (which would drop the cache)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    backbone = base.get_decoder()
+    width = input_ids.size(1)
+    groups = prompt_groups(input_ids, attention_mask, width)
+    size = len(groups[0])
+    whole = all(len(g) == size and g == list(range(g[0], g[0] + size)) for g in groups)
+    if (size < 2 or not whole or width < 2 or kw.get("past_key_values") is not None
+            or (model.training and getattr(backbone, "gradient_checkpointing", False))):
+        return generate(input_ids=input_ids, attention_mask=attention_mask, **kw)
+    firsts = [g[0] for g in groups]
+    ids, mask = input_ids[firsts, :-1], attention_mask[firsts, :-1]
+    cache = transformers.DynamicCache(config=base.config)
+    with torch.no_grad():
+        backbone(input_ids=ids, attention_mask=mask, position_ids=(mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1),
+                 past_key_values=cache, use_cache=True)
+    cache.batch_repeat_interleave(size)
+    return generate(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, **kw)

@@ -58,6 +58,18 @@ class SQLGRPOTrainer(trl.GRPOTrainer):
     def __init__(self, *args: Any, generation: evaluate.GenerationEval | None = None, **kw: Any):
         super().__init__(*args, **kw)
         self.generation = generation
+        if not (self.is_deepspeed_enabled or self.accelerator.num_processes > 1):
+            # TRL samples through `unwrapped_model.generate`, which is this model here (no wrapper).
+            stock = self.model.generate
+
+            def generate(input_ids: torch.Tensor, attention_mask: torch.Tensor, **kw: Any) -> torch.Tensor:
+                if not getattr(self, "_prefill_logged", False) and self.model.training:
+                    self._prefill_logged = True
+                    log.info("GRPO sampling: each group's prompt is prefilled once (%d rows, %d prompts)",
+                             input_ids.size(0), len(group_logps.prompt_groups(input_ids, attention_mask, input_ids.size(1))))
+                return group_logps.prefilled_generate(self.model, stock, input_ids, attention_mask, **kw)
+
+            self.model.generate = generate
 
     def evaluate(self, eval_dataset: Any = None, ignore_keys: Any = None,
                  metric_key_prefix: str = "eval") -> dict[str, float]:
