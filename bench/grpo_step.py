@@ -5,13 +5,16 @@ sqltune's (each group's prompt once, model/group_logps.py), side by side, same s
     python bench/grpo_step.py                              # from SmolLM2 as shipped
 
 Each side is `sqltune train experiments/local-grpo.yaml` in its own process, for --steps steps
-with a log line per step and no evaluation or checkpoint; the `trl` side makes
-`group_logps.shared_logps` decline every batch, so the recipe falls back to TRL's own
-`_get_per_token_logps_and_entropies` (what it does under DeepSpeed or several processes). LoRA
-dropout is 0 on both sides (--set lora.lora_dropout=0 where the run starts fresh; a start
-checkpoint's adapter keeps its own), so the two sides draw the same completions step after step
-only if the passes agree. Printed per side: seconds per step in steady state (step 1 left out;
-from the metrics' timestamps), peak RSS, and each step's reward and loss.
+with a log line per step and no evaluation or checkpoint. The `trl` side is TRL's own step:
+`group_logps.shared_logps` declines every batch, so the recipe falls back to TRL's
+`_get_per_token_logps_and_entropies` (as it does under DeepSpeed or several processes), and
+`group_logps.prefilled_generate` calls the stock `generate` (every copy of a prompt prefilled).
+LoRA dropout is off on both sides (the adapter's dropout layers pass their input through),
+whatever the start checkpoint says: with it, the two paths would draw different masks (the shared
+path runs each prompt once), then different completions; without it, the sides draw the same
+completions step after step as long as their passes agree. Printed per side: seconds per step in
+steady state (step 1 left out; from the metrics' timestamps), peak RSS, and each step's reward
+and loss.
 """
 
 from __future__ import annotations
@@ -32,8 +35,6 @@ def run_side(ns: argparse.Namespace, side: str) -> dict:
     sets = [f"training_args.output_dir={out}", f"training_args.max_steps={ns.steps}", "training_args.logging_steps=1",
             "training_args.eval_strategy=no", "training_args.save_strategy=no", "eval.at_start=false",
             f"grpo.init_from={ns.init_from or 'null'}", *ns.set]
-    if not ns.init_from:
-        sets.append("lora.lora_dropout=0")
     cmd = [sys.executable, __file__, "--as-side", side, "--", "train", ns.config, "--fresh",
            *(a for s in sets for a in ("--set", s))]
     log = Path(ns.work) / f"{side}.log"
@@ -64,11 +65,16 @@ def main() -> None:
     p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     ns = p.parse_args()
     if ns.as_side:
+        import torch
+
         from sqltune import cli
         from sqltune.model import group_logps
 
+        torch.nn.functional.dropout = lambda x, *a, **k: x  # nn.Dropout looks it up at each call
         if ns.as_side == "trl":
             group_logps.shared_logps = lambda *a, **k: None
+            group_logps.prefilled_generate = lambda model, generate, input_ids, attention_mask, **kw: generate(
+                input_ids=input_ids, attention_mask=attention_mask, **kw)
         rc = cli.main([a for a in ns.rest if a != "--"])
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
         out = next(a.split("=", 1)[1] for a in ns.rest if a.startswith("training_args.output_dir="))
