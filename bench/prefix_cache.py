@@ -14,6 +14,8 @@ peak so far), and whether the greedy SQL is identical row for row.
   old-sf         the same old code on schema_first prompts (isolates the layout from the cache)
   new            today's path: batches grouped by database, shared start prefilled once, schema_first
   new-k          today's path with --candidates beams (execution-guided decoding's draw)
+  new-s          today's path with --candidates samples (`eval.decoding: sample`, temperature 0.8)
+The k variants print their time against new's (greedy): the issue's `candidates: 4` target.
 """
 
 from __future__ import annotations
@@ -102,6 +104,9 @@ def main() -> None:
                                                     layout="schema_first", **kw),
         "new-k": lambda: evaluate.generate_candidates(net, tokenizer, rows, config.DEFAULT_SYSTEM_PROMPT,
                                                       layout="schema_first", candidates=ns.candidates, **kw),
+        "new-s": lambda: evaluate.generate_candidates(net, tokenizer, rows, config.DEFAULT_SYSTEM_PROMPT,
+                                                      layout="schema_first", candidates=ns.candidates,
+                                                      decoding="sample", **kw),
     }
     results: dict[str, list[list[str]]] = {}
     times: dict[str, float] = {}
@@ -110,6 +115,7 @@ def main() -> None:
           f"model {'checkpoint ' + ns.checkpoint if ns.checkpoint else 'SmolLM2 as shipped'}")
     for name in ns.variants.split(","):
         OLD_LAYOUT["layout"] = "schema_first" if name == "old-sf" else "reference"
+        torch.manual_seed(0)  # new-s draws its samples from this
         started = time.perf_counter()
         results[name] = runs[name]()
         took = time.perf_counter() - started
@@ -122,6 +128,7 @@ def main() -> None:
         times[name] = took
         print(f"{name:<8}{took:>8.1f} s{peak:>8.2f} GiB peak so far"
               + "".join(f"  {times[b] / took:.2f}x {b}" for b in ("old", "old-sf") if b in times and b != name)
+              + (f"  {took / times['new']:.2f}x greedy's time" if name in ("new-k", "new-s") and "new" in times else "")
               + same, flush=True)
 
 
