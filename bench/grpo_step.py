@@ -9,8 +9,8 @@ with a log line per step and no evaluation or checkpoint. The `trl` side is TRL'
 `group_logps.shared_logps` declines every batch, so the recipe falls back to TRL's
 `_get_per_token_logps_and_entropies` (as it does under DeepSpeed or several processes), and
 `group_logps.prefilled_generate` calls the stock `generate` (every copy of a prompt prefilled).
-LoRA dropout is off on both sides (the adapter's dropout layers pass their input through),
-whatever the start checkpoint says: with it, the two paths would draw different masks (the shared
+LoRA dropout is off on both sides (every `nn.Dropout` is built with p 0, which the fused LoRA branch
+reads too), whatever the start checkpoint says: with it, the two paths would draw different masks (the shared
 path runs each prompt once), then different completions; without it, the sides draw the same
 completions step after step as long as their passes agree. Printed per side: seconds per step in
 steady state (step 1 left out; from the metrics' timestamps), peak RSS, and each step's reward
@@ -70,7 +70,12 @@ def main() -> None:
         from sqltune import cli
         from sqltune.model import group_logps
 
-        torch.nn.functional.dropout = lambda x, *a, **k: x  # nn.Dropout looks it up at each call
+        stock_init = torch.nn.Dropout.__init__
+
+        def no_dropout(self: torch.nn.Dropout, p: float = 0.5, inplace: bool = False) -> None:
+            stock_init(self, 0.0, inplace)  # the fused LoRA branch reads `p` (model/lora.py)
+
+        torch.nn.Dropout.__init__ = no_dropout
         if ns.as_side == "trl":
             group_logps.shared_logps = lambda *a, **k: None
             group_logps.prefilled_generate = lambda model, generate, input_ids, attention_mask, **kw: generate(
