@@ -81,6 +81,24 @@ def tiny_config(tmp: Path, **hp_overrides: Any) -> dict[str, Any]:
     }
 
 
+def rows_with_shared_start(prefix: int = 24, seed: int = 0) -> dict[str, Any]:
+    """Three rows (10, 30 and 18 tokens after it) sharing a `prefix`-token start, right-padded,
+    labelled from 4 tokens past the start: a batch the masked loss can share (model/loss.py)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    start = torch.randint(5, 500, (prefix,), generator=g)
+    rows = [torch.cat([start, torch.randint(5, 500, (n,), generator=g)]) for n in (10, 30, 18)]
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(3, width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    for i, r in enumerate(rows):
+        ids[i, :len(r)], mask[i, :len(r)] = r, 1
+        labels[i, prefix + 4:len(r)] = r[prefix + 4:]
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
 def write_config(tmp: Path, cfg: dict[str, Any], name: str = "exp.yaml") -> Path:
     path = tmp / name
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))

@@ -3,7 +3,7 @@ deepspeed launcher (ZeRO-3): `python shared_prefix_ranks.py ddp|zero3 OUT`.
 
 Each rank builds the same tiny Llama with the masked loss, wraps it as a real run would (DDP, or a
 DeepSpeed ZeRO-3 engine that partitions every parameter), and runs one forward and backward on its
-own rows (three rows sharing a 24-token start, different on each rank) twice: with the start run
+own rows (conftest.rows_with_shared_start, seeded by rank) twice: with the start run
 once, then with sharing off (MIN_SHARED_PREFIX raised). It writes OUT/rank<R>.pt: per mode the
 loss, the shapes the decoder was called with, and every parameter's full gradient after the
 ranks' reduction (gathered from the shards under ZeRO-3).
@@ -21,22 +21,8 @@ import torch
 import torch.distributed as dist
 import transformers
 
-from conftest import TINY_LLAMA
+from conftest import TINY_LLAMA, rows_with_shared_start
 from sqltune.model import loss
-
-
-def rows(rank: int, prefix: int = 24) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(100 + rank)
-    start = torch.randint(5, 500, (prefix,), generator=g)
-    seqs = [torch.cat([start, torch.randint(5, 500, (n,), generator=g)]) for n in (10, 30, 18)]
-    width = max(len(s) for s in seqs)
-    ids = torch.zeros(len(seqs), width, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    labels = torch.full_like(ids, -100)
-    for i, s in enumerate(seqs):
-        ids[i, :len(s)], mask[i, :len(s)] = s, 1
-        labels[i, prefix + 4:len(s)] = s[prefix + 4:]
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
 def main(engine: str, out: Path) -> None:
@@ -64,7 +50,7 @@ def main(engine: str, out: Path) -> None:
         wrapped = torch.nn.parallel.DistributedDataParallel(net)
         backward, full_grad = (lambda x: x.backward()), (lambda p: p.grad)
     rank = dist.get_rank()
-    batch = rows(rank)
+    batch = rows_with_shared_start(24, seed=100 + rank)
     found = {}
     for mode, minimum in (("shared", loss.MIN_SHARED_PREFIX), ("unshared", 10**6)):
         loss.MIN_SHARED_PREFIX = minimum

@@ -10,7 +10,7 @@ import pytest
 import torch
 import transformers
 
-from conftest import TINY_LLAMA, read_metrics, tiny_config, write_config
+from conftest import TINY_LLAMA, read_metrics, rows_with_shared_start, tiny_config, write_config
 from sqltune import cli, model
 from sqltune.model import lora, loss, memory
 
@@ -216,36 +216,22 @@ def test_masked_dropout_replays_under_gradient_checkpointing() -> None:
 # ---- the shared prompt start, once per batch ----------------------------------------------------------
 
 
-def _rows_with_shared_start(prefix: int = 24) -> dict[str, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    start = torch.randint(5, 500, (prefix,), generator=g)
-    rows = [torch.cat([start, torch.randint(5, 500, (n,), generator=g)]) for n in (10, 30, 18)]
-    width = max(len(r) for r in rows)
-    ids = torch.zeros(3, width, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    labels = torch.full_like(ids, -100)
-    for i, r in enumerate(rows):
-        ids[i, :len(r)], mask[i, :len(r)] = r, 1
-        labels[i, prefix + 4:len(r)] = r[prefix + 4:]
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
-
-
 def test_shared_prefix_stops_at_the_first_difference_padding_or_label() -> None:
-    batch = _rows_with_shared_start(24)
+    batch = rows_with_shared_start(24)
     ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
     assert loss.shared_prefix(ids, mask, labels) == 24
     labels2 = labels.clone()
     labels2[1, 20] = ids[1, 20]  # a label inside the shared start
     assert loss.shared_prefix(ids, mask, labels2) == 19  # the token before a label is never shared
     assert loss.shared_prefix(ids[:1], mask[:1], labels[:1]) == 0  # one row: nothing to share
-    short = _rows_with_shared_start(loss.MIN_SHARED_PREFIX - 1)
+    short = rows_with_shared_start(loss.MIN_SHARED_PREFIX - 1)
     assert loss.shared_prefix(short["input_ids"], short["attention_mask"], short["labels"]) == 0
 
 
 def test_shared_prefix_gives_the_same_loss_and_gradients(monkeypatch) -> None:
     net = tiny_lora()
     lora.use_fused_lora(net)
-    batch = _rows_with_shared_start(24)
+    batch = rows_with_shared_start(24)
     n_items = int((batch["labels"][:, 1:] != -100).sum())
     calls = []
     net.get_base_model().get_decoder().register_forward_pre_hook(
@@ -268,7 +254,7 @@ def test_micro_batches_count_the_shared_start_once_per_pass() -> None:
     """A batch whose rows share a long start computes start + rows x rest tokens, not rows x width:
     it runs whole where its rows x width would have been split, and a split keeps each pass
     within the budget counted that way, with the same loss and gradients as the whole batch."""
-    batch = _rows_with_shared_start(200)  # rows of 210, 230 and 218 tokens sharing 200
+    batch = rows_with_shared_start(200)  # rows of 210, 230 and 218 tokens sharing 200
     shared = memory.batch_shared_prefix(batch)
     assert shared == 200
     assert memory.pass_tokens(3, 230, shared) == 200 + 3 * 30 < 3 * 230
