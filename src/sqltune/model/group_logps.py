@@ -28,7 +28,7 @@ the same greedy tokens, and the same draws from the same seed (a test checks bot
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import transformers
@@ -84,11 +84,12 @@ def shared_logps(model: Any, input_ids: torch.Tensor, attention_mask: torch.Tens
 
 
 def prefilled_generate(model: Any, generate: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                       **kw: Any) -> torch.Tensor:
+                       on_shared: Callable[[int, int], None] | None = None, **kw: Any) -> torch.Tensor:
     """`generate(input_ids=..., attention_mask=..., **kw)` with each run of identical prompts
-    prefilled once. Falls back to the plain call where the batch is not whole groups of one size in
-    a row (TRL's RepeatSampler deals them so), where a cache is already given, or under gradient
-    checkpointing in training mode (which would drop the cache)."""
+    prefilled once (then `on_shared(rows, prompts)` is called). Falls back to the plain call where
+    the batch is not whole groups of one size in a row (TRL's RepeatSampler deals them so), where a
+    cache is already given, or under gradient checkpointing in training mode (which would drop the
+    cache)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     backbone = base.get_decoder()
     width = input_ids.size(1)
@@ -105,4 +106,6 @@ def prefilled_generate(model: Any, generate: Any, input_ids: torch.Tensor, atten
         backbone(input_ids=ids, attention_mask=mask, position_ids=(mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1),
                  past_key_values=cache, use_cache=True)
     cache.batch_repeat_interleave(size)
+    if on_shared is not None:
+        on_shared(input_ids.size(0), len(groups))
     return generate(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, **kw)

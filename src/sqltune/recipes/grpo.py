@@ -62,12 +62,13 @@ class SQLGRPOTrainer(trl.GRPOTrainer):
             # TRL samples through `unwrapped_model.generate`, which is this model here (no wrapper).
             stock = self.model.generate
 
-            def generate(input_ids: torch.Tensor, attention_mask: torch.Tensor, **kw: Any) -> torch.Tensor:
-                if not getattr(self, "_prefill_logged", False) and self.model.training:
+            def logged(rows: int, prompts: int) -> None:
+                if not getattr(self, "_prefill_logged", False):
                     self._prefill_logged = True
-                    log.info("GRPO sampling: each group's prompt is prefilled once (%d rows, %d prompts)",
-                             input_ids.size(0), len(group_logps.prompt_groups(input_ids, attention_mask, input_ids.size(1))))
-                return group_logps.prefilled_generate(self.model, stock, input_ids, attention_mask, **kw)
+                    log.info("GRPO sampling: each group's prompt is prefilled once (%d rows, %d prompts)", rows, prompts)
+
+            def generate(input_ids: torch.Tensor, attention_mask: torch.Tensor, **kw: Any) -> torch.Tensor:
+                return group_logps.prefilled_generate(self.model, stock, input_ids, attention_mask, on_shared=logged, **kw)
 
             self.model.generate = generate
 
