@@ -47,9 +47,8 @@ def run_side(ns: argparse.Namespace, side: str) -> dict:
     steps = [m for m in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if m.get("group") == "training"]
     times = [b["time"] - a["time"] for a, b in zip(steps, steps[1:])]  # step k's time is stamp k - stamp k-1
     peak = json.loads((Path(ns.work) / f"{side}.peak.json").read_text())["peak_gib"]
-    reward = "reward" if "reward" in steps[0] else next(k for k in steps[0] if "reward" in k)
     return {"side": side, "wall_s": wall, "s_per_step": median(times) if times else float("nan"),
-            "step_s": times, "peak_gib": peak, "rewards": [s.get(reward) for s in steps],
+            "step_s": times, "peak_gib": peak, "rewards": [s.get("reward") for s in steps],
             "losses": [s.get("loss") for s in steps]}
 
 
