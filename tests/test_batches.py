@@ -141,12 +141,12 @@ def rows_of_two_databases(tmp_path_factory) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("candidates,decoding", [(1, "beam"), (2, "beam")])
+@pytest.mark.parametrize("candidates,decoding", [(1, "beam"), (2, "beam"), (2, "sample")])
 def test_prefix_cached_generation_writes_what_left_padded_generation_writes(
         smol, rows_of_two_databases, candidates: int, decoding: str) -> None:
     """Real SmolLM2 weights, rows of two databases (some sharing a schema, some not), batch 4:
-    greedy (and beam) SQL with each batch's shared start prefilled once equals the SQL of whole
-    left-padded batches, token for token."""
+    greedy, beam and sampled SQL with each batch's shared start prefilled once and read in place
+    (model/prefix_attention.py) equals the SQL of whole left-padded batches, token for token."""
     net, tokenizer = smol
     kw = {"max_new_tokens": 16, "batch_size": 4, "candidates": candidates, "decoding": decoding,
           "layout": "schema_first", "progress": False}
@@ -154,22 +154,33 @@ def test_prefix_cached_generation_writes_what_left_padded_generation_writes(
     shared_batches = [b for b in batches.grouped([batches.row_key(r) for r in rows], 4)
                       if len({rows[i]["input"] for i in b}) == 1 and len(b) > 1]
     assert shared_batches, "the rows must give at least one batch of one schema"
+    torch.manual_seed(3)  # sampling draws the same numbers on both paths
     plain = evaluate.generate_candidates(net, tokenizer, rows, config.DEFAULT_SYSTEM_PROMPT, share_prefix=False, **kw)
+    torch.manual_seed(3)
     cached = evaluate.generate_candidates(net, tokenizer, rows, config.DEFAULT_SYSTEM_PROMPT, share_prefix=True, **kw)
     assert cached == plain
     assert any(c[0] for c in cached)  # it wrote something
 
 
-def test_prefix_cache_is_computed_once_per_shared_start(smol) -> None:
+def test_prefix_cache_is_computed_once_per_shared_start_and_never_copied(smol) -> None:
     net, _ = smol
     calls = []
-    cache = evaluate.PrefixCache(lambda **kw: calls.append(kw) or net(**kw))
-    start = list(range(100, 140))
-    for rows in (2, 3):
-        got = cache.get(start, rows, torch.device("cpu"))
-        assert got.get_seq_length() == 40 and got.layers[0].keys.shape[0] == rows
-    cache.get(start[:-1] + [7], 2, torch.device("cpu"))
-    assert len(calls) == 2
+    hook = net.register_forward_pre_hook(lambda m, a, kw: calls.append(kw["input_ids"].shape), with_kwargs=True)
+    try:
+        cache = evaluate.PrefixCache(net)
+        assert cache.shared  # SmolLM2 (llama) reads the start in place
+        start = list(range(100, 140))
+        for rows in (2, 3):
+            got = cache.get(start, rows, torch.device("cpu"))
+            assert got.get_seq_length() == 40 and got.layers[0].prefix_keys.shape[0] == 1
+            assert got.layers[0].prefix_keys is cache.cache.layers[0].keys  # the same tensor, not a copy
+        cache.get(start[:-1] + [7], 2, torch.device("cpu"))
+        assert calls == [(1, 40), (1, 40)]
+        cache.shared = False  # a model whose attention can't: each batch gets its own expanded copy
+        got = cache.get(start[:-1] + [7], 3, torch.device("cpu"))
+        assert got.get_seq_length() == 40 and got.layers[0].keys.shape[0] == 3 and len(calls) == 2
+    finally:
+        hook.remove()
 
 
 @pytest.mark.parametrize("world", [2, 3])

@@ -280,6 +280,12 @@ def test_sampling_prefills_each_groups_prompt_once_with_the_same_tokens() -> Non
     calls = []
     net.get_base_model().get_decoder().register_forward_pre_hook(
         lambda m, a, k: calls.append(tuple(k["input_ids"].shape)), with_kwargs=True)
+    caches = []
+
+    def generate(**kw):  # noqa: ANN003, ANN202
+        caches.append(kw["past_key_values"])
+        return net.generate(**kw)
+
     for sampling in ({"do_sample": False}, {"do_sample": True, "temperature": 1.0, "top_k": 0}):
         found = {}
         for name in ("stock", "prefilled"):
@@ -287,9 +293,12 @@ def test_sampling_prefills_each_groups_prompt_once_with_the_same_tokens() -> Non
             torch.manual_seed(7)
             kw = {"max_new_tokens": 6, "min_new_tokens": 6, "pad_token_id": pad, **sampling}
             out = net.generate(input_ids=ids, attention_mask=mask, **kw) if name == "stock" else \
-                group_logps.prefilled_generate(net, net.generate, ids, mask, **kw)
+                group_logps.prefilled_generate(net, generate, ids, mask, **kw)
             found[name] = (out, list(calls))
         assert torch.equal(found["prefilled"][0], found["stock"][0]), sampling
+        # the prompts' keys are read from one copy per group (a copy per row would hold batch 6)
+        assert [type(c).__name__ for c in caches] == ["SharedPrefixCache"] and caches[0].layers[0].prefix_keys.shape[0] == 2
+        caches.clear()
         assert found["stock"][1][0] == (6, width) and found["prefilled"][1][:2] == [(2, width - 1), (6, 1)]
     singles = ids[[0, 3]], mask[[0, 3]]  # no prompt repeated: the stock call, unchanged
     calls.clear()

@@ -19,6 +19,7 @@ with a repeated row whose output is dropped) and `generate` runs with `synced_gp
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import random
@@ -30,6 +31,7 @@ from tqdm.auto import tqdm
 
 from sqltune import prompts
 from sqltune.batches import grouped, row_key
+from sqltune.model import prefix_attention
 from sqltune.model.loss import MIN_SHARED_PREFIX
 from sqltune.sql import fuzz, guided, sandbox, scoring
 from sqltune.sql.execute import clean_sql
@@ -107,20 +109,23 @@ def generate_candidates(
         extra = {}
         if shared:
             extra["past_key_values"] = prefixes.get(seqs[0][:shared], len(batch) * candidates, device)
-        generated = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            # Given, not left to generate: it derives them from the mask only for a model whose forward
-            # names `position_ids`, and padding after the shared start must not count as distance.
-            position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device),
-            max_new_tokens=max_new_tokens,
-            eos_token_id=stop,
-            pad_token_id=pad_id,
-            use_cache=True,
-            synced_gpus=_zero3() and _world()[1] > 1,
-            **search,
-            **extra,
-        )
+        reading = prefix_attention.active(model, extra["past_key_values"]) if prefixes.shared and shared \
+            else contextlib.nullcontext()
+        with reading:
+            generated = model.generate(
+                input_ids=ids.to(device),
+                attention_mask=mask.to(device),
+                # Given, not left to generate: it derives them from the mask only for a model whose forward
+                # names `position_ids`, and padding after the shared start must not count as distance.
+                position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device),
+                max_new_tokens=max_new_tokens,
+                eos_token_id=stop,
+                pad_token_id=pad_id,
+                use_cache=True,
+                synced_gpus=_zero3() and _world()[1] > 1,
+                **search,
+                **extra,
+            )
         width = ids.shape[1]
         for j, i in enumerate(batch):  # sequences come grouped per row, best first
             out.setdefault(i, [tokenizer.decode(generated[j * candidates + c, width:], skip_special_tokens=True).strip()
@@ -165,13 +170,16 @@ def _left_padded(seqs: list[list[int]], shared: int, pad_id: int) -> tuple[torch
 
 class PrefixCache:
     """The keys and values of the last shared prompt start, kept while the next batches share it
-    (a database's questions span several batches); each batch gets its own copy, expanded to its
-    rows, since generation appends to the cache it is handed."""
+    (a database's questions span several batches). Where the model's attention allows
+    (`prefix_attention.supported`: `shared` is True), each batch gets a SharedPrefixCache over them,
+    read once per step for all its sequences and never copied; elsewhere its own copy, expanded to
+    its rows, since generation appends to the cache it is handed."""
 
     def __init__(self, model: Any):
         self.model = model
         self.key: tuple[int, ...] | None = None
         self.cache: Any = None
+        self.shared = prefix_attention.supported(model)
 
     @torch.no_grad()
     def get(self, start: list[int], rows: int, device: torch.device) -> Any:
@@ -179,6 +187,8 @@ class PrefixCache:
             ids = torch.as_tensor([start], device=device)
             self.cache = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True).past_key_values
             self.key = tuple(start)
+        if self.shared:
+            return prefix_attention.SharedPrefixCache(self.cache)
         cache = copy.deepcopy(self.cache)
         cache.batch_repeat_interleave(rows)
         return cache

@@ -21,9 +21,11 @@ for the shared prompt instead of one per row.
 
 Sampling (`prefilled_generate`): TRL's generation batch holds each prompt `num_generations` times,
 left-padded, and `generate` prefills every copy. Here each distinct prompt, all but its last token,
-is prefilled once (positions from the mask, as `generate` derives them), the cache is repeated for
-its copies, and `generate` continues from it: the same logits at every step to float rounding, so
-the same greedy tokens, and the same draws from the same seed (a test checks both).
+is prefilled once (positions from the mask, as `generate` derives them), and `generate` continues
+from it, each group's sequences reading their prompt's keys and values once per step without
+copies (model/prefix_attention.py; where that does not apply, the cache is repeated for the
+copies): the same logits at every step to float rounding, so the same greedy tokens, and the same
+draws from the same seed (a test checks both).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from typing import Any, Callable
 
 import torch
 import transformers
+
+from sqltune.model import prefix_attention
 
 
 def prompt_groups(input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: int) -> list[list[int]]:
@@ -105,7 +109,11 @@ def prefilled_generate(model: Any, generate: Any, input_ids: torch.Tensor, atten
     with torch.no_grad():
         backbone(input_ids=ids, attention_mask=mask, position_ids=(mask.long().cumsum(-1) - 1).masked_fill(mask == 0, 1),
                  past_key_values=cache, use_cache=True)
-    cache.batch_repeat_interleave(size)
     if on_shared is not None:
         on_shared(input_ids.size(0), len(groups))
-    return generate(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, **kw)
+    if not prefix_attention.supported(model):
+        cache.batch_repeat_interleave(size)
+        return generate(input_ids=input_ids, attention_mask=attention_mask, past_key_values=cache, **kw)
+    shared = prefix_attention.SharedPrefixCache(cache)  # each prompt's keys read once for its group
+    with prefix_attention.active(model, shared):
+        return generate(input_ids=input_ids, attention_mask=attention_mask, past_key_values=shared, **kw)
