@@ -15,6 +15,8 @@ peak so far), and whether the greedy SQL is identical row for row.
   new            today's path: batches grouped by database, shared start prefilled once, schema_first
   new-k          today's path with --candidates beams (execution-guided decoding's draw)
   new-s          today's path with --candidates samples (`eval.decoding: sample`, temperature 0.8)
+  copy, copy-k, copy-s   new, new-k, new-s as of 1638b05: the shared start prefilled once but then
+                 copied for every sequence (no model/prefix_attention.py), for a side-by-side baseline
 The k variants print their time against new's (greedy): the issue's `candidates: 4` target.
 """
 
@@ -34,6 +36,7 @@ import torch
 from sqltune import config, evaluate, model, rundir
 from sqltune import prompts
 from sqltune.data import splits, synthetic
+from sqltune.model import prefix_attention
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,6 +68,18 @@ def old_generate_candidates():  # noqa: ANN201
     return mod.generate_candidates
 
 
+def copying(run):  # noqa: ANN001, ANN201
+    """`run` with each batch's shared start copied for every sequence, as before prefix_attention."""
+    def run_copying():  # noqa: ANN202
+        real = prefix_attention.supported
+        prefix_attention.supported = lambda model: False
+        try:
+            return run()
+        finally:
+            prefix_attention.supported = real
+    return run_copying
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", help="a checkpoint folder (sqltune train's); default: SmolLM2 as shipped")
@@ -73,7 +88,7 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--candidates", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--variants", default="old,old-sf,new,new-k")
+    p.add_argument("--variants", default="old,old-sf,new,new-k")  # and copy, copy-k, copy-s, new-s
     p.add_argument("--source", default="generator", help="generator, or a data.source (all its splits' rows)")
     ns = p.parse_args()
     torch.set_num_threads(ns.threads)
@@ -108,6 +123,8 @@ def main() -> None:
                                                       layout="schema_first", candidates=ns.candidates,
                                                       decoding="sample", **kw),
     }
+    for name in ("new", "new-k", "new-s"):
+        runs[name.replace("new", "copy")] = copying(runs[name])
     results: dict[str, list[list[str]]] = {}
     times: dict[str, float] = {}
     print(f"{len(rows)} rows ({ns.source}) of {n_db} databases ({n_schema} distinct schemas), batch {ns.batch_size}, "
@@ -121,6 +138,9 @@ def main() -> None:
         took = time.perf_counter() - started
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         same = ""
+        twin = name.replace("copy", "new") if name.startswith("copy") else name.replace("new", "copy")
+        if twin in results:
+            same = f"  identical SQL to {twin}: {sum(a == b for a, b in zip(results[name], results[twin]))}/{len(rows)}"
         if name == "new" and "old-sf" in results:
             same = f"  identical SQL to old-sf: {sum(a[0] == b[0] for a, b in zip(results['new'], results['old-sf']))}/{len(rows)}"
         if name == "new" and "old" in results:
@@ -129,6 +149,8 @@ def main() -> None:
         print(f"{name:<8}{took:>8.1f} s{peak:>8.2f} GiB peak so far"
               + "".join(f"  {times[b] / took:.2f}x {b}" for b in ("old", "old-sf") if b in times and b != name)
               + (f"  {took / times['new']:.2f}x greedy's time" if name in ("new-k", "new-s") and "new" in times else "")
+              + (f"  {took / times['copy']:.2f}x greedy's time" if name in ("copy-k", "copy-s") and "copy" in times else "")
+              + (f"  {times[twin] / took:.2f}x {twin}" if twin in times and name.startswith("new") else "")
               + same, flush=True)
 
 

@@ -106,18 +106,28 @@ def generate_candidates(
         seqs = [encoded[i] for i in batch]
         shared = common_start(seqs) if share_prefix else 0
         ids, mask = _left_padded(seqs, shared, pad_id)
+        ids, mask = ids.to(device), mask.to(device)
+        # Given, not left to generate: it derives them from the mask only for a model whose forward
+        # names `position_ids`, and padding after the shared start must not count as distance.
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
         extra = {}
         if shared:
             extra["past_key_values"] = prefixes.get(seqs[0][:shared], len(batch) * candidates, device)
         reading = prefix_attention.active(model, extra["past_key_values"]) if prefixes.shared and shared \
             else contextlib.nullcontext()
         with reading:
+            if prefixes.shared and shared and candidates > 1 and ids.shape[1] - shared > 1:
+                # Each row's question runs once, not once per beam or sample: all but its last token
+                # into the row's own part of the cache, repeated for its candidates; `generate` runs
+                # the last token (it starts where the cache ends).
+                prefixes.backbone(input_ids=ids[:, shared:-1], attention_mask=mask[:, :-1],
+                                  position_ids=positions[:, shared:-1], past_key_values=extra["past_key_values"],
+                                  use_cache=True)
+                extra["past_key_values"].batch_repeat_interleave(candidates)
             generated = model.generate(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                # Given, not left to generate: it derives them from the mask only for a model whose forward
-                # names `position_ids`, and padding after the shared start must not count as distance.
-                position_ids=(mask.cumsum(-1) - 1).clamp(min=0).to(device),
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
                 max_new_tokens=max_new_tokens,
                 eos_token_id=stop,
                 pad_token_id=pad_id,
@@ -180,6 +190,8 @@ class PrefixCache:
         self.key: tuple[int, ...] | None = None
         self.cache: Any = None
         self.shared = prefix_attention.supported(model)
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.backbone = base.get_decoder() if self.shared else None  # the decoder, without the LM head
 
     @torch.no_grad()
     def get(self, start: list[int], rows: int, device: torch.device) -> Any:

@@ -44,18 +44,55 @@ _FAMILIES = {"llama", "mistral", "qwen2", "qwen3", "smollm3", "granite", "olmo",
 
 class SharedPrefixLayer(DynamicLayer):
     """One layer's cache: the shared start (`prefix_keys`: groups x heads x P x dim, never copied)
-    and each sequence's own keys and values after it (`keys`, `values`, as DynamicLayer's)."""
+    and each sequence's own keys and values after it (`keys`, `values`: views of the first `length`
+    positions of a buffer that grows by `GROW` positions at a time, so a step writes one position
+    instead of copying the whole own part, as DynamicLayer's concatenation does)."""
+
+    GROW = 64
 
     def __init__(self, prefix_keys: torch.Tensor, prefix_values: torch.Tensor):
         super().__init__()
         self.prefix_keys, self.prefix_values = prefix_keys, prefix_values
+        self.length = 0
+        self._k = self._v = None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.length + key_states.shape[-2]
+        if self._k is None or end > self._k.shape[-2]:
+            shape = (*key_states.shape[:2], end + self.GROW, key_states.shape[-1])
+            k, v = key_states.new_empty(shape), value_states.new_empty(shape)
+            if self._k is not None:
+                k[:, :, :self.length], v[:, :, :self.length] = self.keys, self.values
+            self._k, self._v = k, v
+        self._k[:, :, self.length:end] = key_states
+        self._v[:, :, self.length:end] = value_states
+        self._view(end)
+        return self.keys, self.values
+
+    def _view(self, length: int) -> None:
+        self.length = length
+        self.keys, self.values = self._k[:, :, :length], self._v[:, :, :length]
 
     def get_seq_length(self) -> int:
-        return self.prefix_keys.shape[-2] + super().get_seq_length()
+        return self.prefix_keys.shape[-2] + self.length
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        if self.length:  # only the own part moves: the start is the same for every beam of a row
+            self._k, self._v = self._k.index_select(0, beam_idx), self._v.index_select(0, beam_idx)
+            self._view(self.length)
 
     def batch_repeat_interleave(self, repeats: int) -> None:
-        if super().get_seq_length() > 0:  # before the first update the own part has no batch yet
-            super().batch_repeat_interleave(repeats)
+        if self.length:  # before the first update the own part has no batch yet
+            self._k, self._v = self._k.repeat_interleave(repeats, 0), self._v.repeat_interleave(repeats, 0)
+            self._view(self.length)
+
+    def crop(self, tokens_to_remove: int) -> None:
+        if tokens_to_remove > 0:
+            raise ValueError(f"crop takes a negative count, not {tokens_to_remove}")
+        self._view(max(self.length + tokens_to_remove, 0))
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         raise NotImplementedError("a shared-prefix cache cannot drop sequences from its groups")
@@ -72,9 +109,8 @@ class SharedPrefixCache(transformers.DynamicCache):
         self.groups = layers[0].prefix_keys.shape[0]
 
     def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        own = self.layers[0].keys
-        if own is not None and own.numel():
-            per_group = own.shape[0] // self.groups
+        if self.layers[0].length:
+            per_group = self.layers[0].keys.shape[0] // self.groups
             rows = torch.arange(beam_idx.numel(), device=beam_idx.device)
             if not torch.equal(beam_idx // per_group, rows // per_group):
                 raise ValueError("beam search moved a sequence to another group's prompt start")
