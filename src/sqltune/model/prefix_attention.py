@@ -168,12 +168,18 @@ def shared_prefix_attention(module: torch.nn.Module, query: torch.Tensor, key: t
     def from_group(x: torch.Tensor, last: int) -> torch.Tensor:  # the inverse
         return x.reshape(groups, kv_heads, per, rep, length, last).transpose(1, 2).reshape(batch, heads, length, last)
 
+    query = query * scaling
     on_start = from_group(torch.matmul(by_group(query, dim), pk.transpose(-1, -2)), start)
     on_own = torch.matmul(query.reshape(batch, kv_heads, rep * length, dim), key.transpose(-1, -2))
-    scores = torch.cat([on_start, on_own.reshape(batch, heads, length, own)], dim=-1) * scaling
-    if attention_mask is not None:
-        mask = attention_mask[..., :start + own]
-        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else scores + mask
+    on_own = on_own.reshape(batch, heads, length, own)
+    if attention_mask is not None:  # the start is masked only where it has padding (GRPO's left-padded prompts)
+        if attention_mask.dtype == torch.bool:
+            if not bool(attention_mask[..., :start].all()):
+                on_start = on_start.masked_fill(~attention_mask[..., :start], float("-inf"))
+            on_own = on_own.masked_fill(~attention_mask[..., start:start + own], float("-inf"))
+        else:
+            on_start, on_own = on_start + attention_mask[..., :start], on_own + attention_mask[..., start:start + own]
+    scores = torch.cat([on_start, on_own], dim=-1)
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
     p_start, p_own = probs.split([start, own], dim=-1)
     out = from_group(torch.matmul(by_group(p_start, start), pv), dim)
