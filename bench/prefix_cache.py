@@ -139,7 +139,7 @@ def main() -> None:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         same = ""
         twin = name.replace("copy", "new") if name.startswith("copy") else name.replace("new", "copy")
-        if twin in results:
+        if twin != name and twin in results:
             same = f"  identical SQL to {twin}: {sum(a == b for a, b in zip(results[name], results[twin]))}/{len(rows)}"
         if name == "new" and "old-sf" in results:
             same = f"  identical SQL to old-sf: {sum(a[0] == b[0] for a, b in zip(results['new'], results['old-sf']))}/{len(rows)}"
@@ -150,7 +150,7 @@ def main() -> None:
               + "".join(f"  {times[b] / took:.2f}x {b}" for b in ("old", "old-sf") if b in times and b != name)
               + (f"  {took / times['new']:.2f}x greedy's time" if name in ("new-k", "new-s") and "new" in times else "")
               + (f"  {took / times['copy']:.2f}x greedy's time" if name in ("copy-k", "copy-s") and "copy" in times else "")
-              + (f"  {times[twin] / took:.2f}x {twin}" if twin in times and name.startswith("new") else "")
+              + (f"  {times[twin] / took:.2f}x {twin}" if twin != name and twin in times and name.startswith("new") else "")
               + same, flush=True)
 
 

@@ -50,6 +50,22 @@ def test_grouped_fills_batches_from_one_schema_then_one_database() -> None:
     assert all(len(d) == 1 for d in dbs[:-2])
 
 
+def test_grouped_with_lengths_orders_the_remainders_longest_first_and_keeps_whole_schema_batches() -> None:
+    """Generation's order: whole batches of one schema as without lengths; each database's
+    remainder, and the pool, longest first, rows of one schema (equal length here) together."""
+    keys = keys_of(SIZES)
+    lengths = [100 + 10 * int(k[1][1:]) + (i % 3) for i, k in enumerate(keys)]
+    plain, by_length = batches.grouped(keys, 4), batches.grouped(keys, 4, lengths=lengths)
+    whole = [b for b in plain if len({keys[i][1] for i in b}) == 1 and len(b) == 4]
+    assert sorted(map(sorted, whole)) == sorted(sorted(b) for b in by_length if len({keys[i][1] for i in b}) == 1
+                                                 and len(b) == 4 and sorted(b) in map(sorted, whole))
+    assert sorted(i for b in by_length for i in b) == list(range(len(keys)))
+    a_rest = [i for b in by_length[len(whole):] for i in b if keys[i][0] == "a"]
+    assert [lengths[i] for i in a_rest] == sorted((lengths[i] for i in a_rest), reverse=True)
+    pool = [i for b in by_length[-2:] for i in b]  # c's and d's leftovers, pooled
+    assert [lengths[i] for i in pool] == sorted((lengths[i] for i in pool), reverse=True)
+
+
 def test_grouped_reshuffles_per_epoch_and_keeps_a_fixed_order_without_rng() -> None:
     keys = keys_of(SIZES)
     assert batches.grouped(keys, 4) == batches.grouped(keys, 4)

@@ -85,7 +85,8 @@ def generate_candidates(
     left-padded whole (the path before prefix caching; the tests compare the two)."""
     texts = [prompts.prompt_text(r, tokenizer, system_prompt, layout) for r in rows]
     encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in texts]
-    batches = grouped([row_key(r) for r in rows], batch_size)  # one database's questions together
+    # one database's questions together; what is left, by length
+    batches = grouped([row_key(r) for r in rows], batch_size, lengths=[len(e) for e in encoded])
     if pad_batches_to is not None:  # ZeRO-3: every rank steps through the same number of batches
         batches += [[0]] * (pad_batches_to - len(batches))
     # Under ZeRO-3 on several ranks every forward is collective: a prefix pass on one rank only would hang.
@@ -111,12 +112,15 @@ def generate_candidates(
         # names `position_ids`, and padding after the shared start must not count as distance.
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         extra = {}
+        # The start is read in place where that pays: for candidates (each row's copies would
+        # multiply), or a start at least as long as the rest. A short start is cheaper copied:
+        # the stock attention runs the rest's prefill in one fused kernel (NOTES section 21).
+        in_place = prefixes.shared and shared > 0 and (candidates > 1 or 2 * shared >= ids.shape[1])
         if shared:
-            extra["past_key_values"] = prefixes.get(seqs[0][:shared], len(batch) * candidates, device)
-        reading = prefix_attention.active(model, extra["past_key_values"]) if prefixes.shared and shared \
-            else contextlib.nullcontext()
+            extra["past_key_values"] = prefixes.get(seqs[0][:shared], len(batch) * candidates, device, in_place)
+        reading = prefix_attention.active(model, extra["past_key_values"]) if in_place else contextlib.nullcontext()
         with reading:
-            if prefixes.shared and shared and candidates > 1 and ids.shape[1] - shared > 1:
+            if in_place and candidates > 1 and ids.shape[1] - shared > 1:
                 # Each row's question runs once, not once per beam or sample: all but its last token
                 # into the row's own part of the cache, repeated for its candidates; `generate` runs
                 # the last token (it starts where the cache ends).
@@ -194,12 +198,12 @@ class PrefixCache:
         self.backbone = base.get_decoder() if self.shared else None  # the decoder, without the LM head
 
     @torch.no_grad()
-    def get(self, start: list[int], rows: int, device: torch.device) -> Any:
+    def get(self, start: list[int], rows: int, device: torch.device, in_place: bool = True) -> Any:
         if tuple(start) != self.key:
             ids = torch.as_tensor([start], device=device)
             self.cache = self.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True).past_key_values
             self.key = tuple(start)
-        if self.shared:
+        if self.shared and in_place:
             return prefix_attention.SharedPrefixCache(self.cache)
         cache = copy.deepcopy(self.cache)
         cache.batch_repeat_interleave(rows)
