@@ -77,8 +77,8 @@ def main() -> None:
         torch.nn.Dropout.__init__ = no_dropout
         if ns.as_side == "trl":
             group_logps.shared_logps = lambda *a, **k: None
-            group_logps.prefilled_generate = lambda model, generate, input_ids, attention_mask, **kw: generate(
-                input_ids=input_ids, attention_mask=attention_mask, **kw)
+            group_logps.prefilled_generate = lambda model, generate, input_ids, attention_mask, on_shared=None, **kw: \
+                generate(input_ids=input_ids, attention_mask=attention_mask, **kw)
         rc = cli.main([a for a in ns.rest if a != "--"])
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
         out = next(a.split("=", 1)[1] for a in ns.rest if a.startswith("training_args.output_dir="))
